@@ -1,0 +1,25 @@
+"""Base class of every schema: strict, frozen, unknown keys forbidden.
+
+Every file kind (chip, system, model, scenario, sweep) is a :class:`StrictModel` subclass with
+``schema_version``. Loading, line numbers and error messages live in :mod:`simulator.config.load`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SchemaVersion = Literal[1]
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class StrictModel(BaseModel):
+    """Frozen, strict (no silent type coercion), extra keys forbidden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=False)

@@ -1,0 +1,1 @@
+"""Hardware model: chip types, chips, directed link channels, the system graph and routing."""

@@ -1,0 +1,134 @@
+"""Internal hardware description in SI units — the contract between the topology builder
+(:mod:`simulator.hardware.build`) and the engine.
+
+Nothing here reads YAML: :mod:`simulator.hardware.build` converts validated topology files
+(unit-suffixed keys) into these objects through :mod:`simulator.units`.
+
+Nodes of the system graph are strings: ``ipu:<i>`` (chip i), ``gw:<m>`` (gateway of machine m),
+``ddr:<m>`` (Streaming Memory of machine m), ``host:<h>``, ``sw:<name>`` (a switch). A physical
+link is two directed :class:`Channel` objects, one per direction; parallel links between the same
+two nodes are one channel with ``links`` > 1 and the summed capacity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+DTYPES = ("fp16", "fp32")
+
+
+@dataclass(frozen=True, slots=True)
+class ChipType:
+    """One IPU generation (GC2, GC200, Bow) in internal units. Per-tile rates are per cycle."""
+
+    name: str
+    tiles: int
+    sram_per_tile_bytes: int
+    clock_hz: float
+    threads_per_tile: int
+    amp_flop_per_cycle: Mapping[str, float]  # per tile, by dtype
+    vector_flop_per_cycle: Mapping[str, float]  # per tile, by dtype
+    local_read_bytes_per_cycle: float  # per tile
+    local_write_bytes_per_cycle: float  # per tile
+    exchange_bytes_per_cycle: float  # per tile, each direction (nominal)
+    exchange_efficiency: float  # achieved / nominal on-chip tile-to-tile stream (calibrated)
+    offchip_tile_efficiency: float  # achieved / nominal for one tile streaming off-chip (calibrated)
+    exchange_latency_s: float  # one on-chip tile-to-tile exchange with its opening sync, no load
+    sync_latency_s: float  # internal (all tiles of one chip) BSP sync
+    external_sync_latency_s: float  # sync across chips (Sync-Links / IPU-Links)
+    link_egress_latency_s: float  # paid once by a transfer that leaves the chip over an IPU-Link
+    prng_bits_per_cycle: float  # per tile, hardware maximum
+    prng_efficiency: float  # achieved uniform-sample rate / hardware maximum (calibrated)
+    gaussian_uniform_draws: float  # cost of one Gaussian sample in uniform draws (assumption)
+    ipu_links: int
+    power_W: float
+
+    @property
+    def sram_bytes(self) -> int:
+        """SRAM of the whole chip."""
+        return self.tiles * self.sram_per_tile_bytes
+
+    def peak_flops(self, dtype: str) -> float:
+        """Peak AMP FLOP/s of the chip for a dtype."""
+        return self.tiles * self.clock_hz * self.amp_flop_per_cycle[dtype]
+
+    def peak_vector_flops(self, dtype: str) -> float:
+        """Peak vector-unit FLOP/s of the chip for a dtype."""
+        return self.tiles * self.clock_hz * self.vector_flop_per_cycle[dtype]
+
+    @property
+    def tile_exchange_Bps(self) -> float:  # noqa: N802
+        """Achieved on-chip exchange bandwidth of one tile, each direction."""
+        return self.exchange_bytes_per_cycle * self.clock_hz * self.exchange_efficiency
+
+    @property
+    def tile_offchip_Bps(self) -> float:  # noqa: N802
+        """Achieved bandwidth of one tile streaming to another chip."""
+        return self.exchange_bytes_per_cycle * self.clock_hz * self.offchip_tile_efficiency
+
+    def uniform_samples_per_s(self, bits_per_sample: int = 32) -> float:
+        """Achieved uniform random samples per second of the whole chip."""
+        return (
+            self.tiles * self.clock_hz * self.prng_bits_per_cycle / bits_per_sample
+        ) * self.prng_efficiency
+
+
+@dataclass(frozen=True, slots=True)
+class Chip:
+    """One IPU in a system: its id (index in ``System.chips``), machine, IPU-Link domain."""
+
+    id: int
+    type: ChipType
+    machine: int
+    domain: int  # IPU-Link domain (a POD64 or smaller); chips of one domain talk over IPU-Links
+
+    @property
+    def node(self) -> str:
+        """Graph node name."""
+        return f"ipu:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One direction of a link (or of several parallel links) between two graph nodes."""
+
+    id: int
+    src: str
+    dst: str
+    kind: str  # ipu_link | gw_link | pcie | host_link | ddr
+    capacity_Bps: float  # achieved capacity of all parallel links together, this direction
+    nominal_Bps: float  # vendor figure, all parallel links, this direction
+    latency_s: float  # per hop
+    links: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A path between two nodes: its channels in order and its no-load latency."""
+
+    channels: tuple[int, ...]
+    latency_s: float
+
+    @property
+    def hops(self) -> int:
+        return len(self.channels)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingMemory:
+    """DDR behind each machine's gateway."""
+
+    capacity_bytes: float
+    bandwidth_Bps: float  # per machine, shared by its chips
+
+
+@dataclass(frozen=True)
+class SystemInfo:
+    """Descriptive facts that are not part of the graph (for ``topology show``)."""
+
+    description: str = ""
+    power_W: float = 0.0
+    machines: int = 0
+    extra: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))

@@ -1,0 +1,141 @@
+"""The System: chips, directed channels, a networkx graph and routing.
+
+Routing rule: traffic between two chips of the same IPU-Link domain stays on IPU-Links (fewest
+hops, ties broken by the graph's construction order, so routes are deterministic); any other
+pair takes the path of least no-load latency through gateways and switches. Routes are cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+import networkx as nx
+
+from simulator.hardware.model import Channel, Chip, Route, StreamingMemory, SystemInfo
+
+
+class System:
+    """A built IPU system. Immutable after construction; routes are computed lazily and cached."""
+
+    def __init__(
+        self,
+        name: str,
+        chips: Sequence[Chip],
+        channels: Sequence[Channel],
+        *,
+        nodes: Sequence[str] = (),
+        streaming_memory: StreamingMemory | None = None,
+        info: SystemInfo | None = None,
+    ) -> None:
+        self.name = name
+        self.chips: tuple[Chip, ...] = tuple(chips)
+        self.channels: tuple[Channel, ...] = tuple(channels)
+        self.streaming_memory = streaming_memory
+        self.info = info or SystemInfo()
+        for i, chip in enumerate(self.chips):
+            if chip.id != i:
+                raise ValueError(f"chip ids must be 0..n-1 in order, got {chip.id} at {i}")
+        for i, ch in enumerate(self.channels):
+            if ch.id != i:
+                raise ValueError(f"channel ids must be 0..n-1 in order, got {ch.id} at {i}")
+        graph = nx.DiGraph()
+        graph.add_nodes_from(c.node for c in self.chips)
+        graph.add_nodes_from(nodes)
+        self._between: dict[tuple[str, str], int] = {}
+        for ch in self.channels:
+            if (ch.src, ch.dst) in self._between:
+                raise ValueError(f"two channels {ch.src}->{ch.dst}: merge parallel links")
+            self._between[(ch.src, ch.dst)] = ch.id
+            graph.add_edge(ch.src, ch.dst, channel=ch.id, latency=ch.latency_s)
+        self.graph = graph
+        self._routes: dict[tuple[str, str], Route] = {}
+
+    # ---- structure -------------------------------------------------------------------------
+    @property
+    def num_chips(self) -> int:
+        return len(self.chips)
+
+    def chip(self, i: int) -> Chip:
+        return self.chips[i]
+
+    def channel(self, src: str, dst: str) -> Channel | None:
+        """The direct channel from ``src`` to ``dst``, if one exists."""
+        cid = self._between.get((src, dst))
+        return None if cid is None else self.channels[cid]
+
+    @cached_property
+    def _domain_graphs(self) -> dict[int, nx.DiGraph]:
+        """Per IPU-Link domain: the subgraph of its chips and the IPU-Links between them."""
+        out: dict[int, nx.DiGraph] = {}
+        for chip in self.chips:
+            out.setdefault(chip.domain, nx.DiGraph()).add_node(chip.node)
+        domain_of = {c.node: c.domain for c in self.chips}
+        for ch in self.channels:
+            d = domain_of.get(ch.src)
+            if ch.kind == "ipu_link" and d is not None and domain_of.get(ch.dst) == d:
+                out[d].add_edge(ch.src, ch.dst)
+        return out
+
+    def domains(self) -> dict[int, tuple[int, ...]]:
+        """Chip ids of each IPU-Link domain, in chip-id order."""
+        out: dict[int, list[int]] = {}
+        for chip in self.chips:
+            out.setdefault(chip.domain, []).append(chip.id)
+        return {d: tuple(ids) for d, ids in out.items()}
+
+    # ---- routing -----------------------------------------------------------------------------
+    def route(self, src: str, dst: str) -> Route:
+        """The route from node ``src`` to node ``dst`` (cached). Raises ValueError if none."""
+        key = (src, dst)
+        hit = self._routes.get(key)
+        if hit is not None:
+            return hit
+        if src == dst:
+            route = Route((), 0.0)
+        else:
+            direct = self._between.get(key)
+            if direct is not None:
+                path = [src, dst]
+            else:
+                path = self._path(src, dst)
+            chans = tuple(self._between[(a, b)] for a, b in zip(path, path[1:], strict=False))
+            route = Route(chans, self._latency(src, chans))
+        self._routes[key] = route
+        return route
+
+    def chip_route(self, a: int, b: int) -> Route:
+        """Route between chips ``a`` and ``b``."""
+        return self.route(self.chips[a].node, self.chips[b].node)
+
+    def _path(self, src: str, dst: str) -> list[str]:
+        chips = self._chip_by_node
+        ca, cb = chips.get(src), chips.get(dst)
+        try:
+            if ca is not None and cb is not None and ca.domain == cb.domain:
+                g = self._domain_graphs[ca.domain]
+                if nx.has_path(g, src, dst):
+                    return list(nx.shortest_path(g, src, dst))
+            return list(nx.dijkstra_path(self.graph, src, dst, weight="latency"))
+        except (nx.NetworkXNoPath, nx.NodeNotFound) as exc:
+            raise ValueError(f"no route from {src} to {dst} in system {self.name}") from exc
+
+    def _latency(self, src: str, chans: tuple[int, ...]) -> float:
+        lat = sum(self.channels[c].latency_s for c in chans)
+        chip = self._chip_by_node.get(src)
+        if chip is not None and chans and self.channels[chans[0]].kind == "ipu_link":
+            lat += chip.type.link_egress_latency_s
+        return lat
+
+    @cached_property
+    def _chip_by_node(self) -> dict[str, Chip]:
+        return {c.node: c for c in self.chips}
+
+    def is_connected(self) -> bool:
+        """Whether every chip can reach every other chip."""
+        if self.num_chips <= 1:
+            return True
+        return nx.is_strongly_connected(self.graph.subgraph(self._reachable_nodes()))
+
+    def _reachable_nodes(self) -> list[str]:
+        return list(self.graph.nodes)

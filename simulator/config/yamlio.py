@@ -1,0 +1,324 @@
+"""Safe YAML reading that keeps line numbers, so every error can say ``file:line``.
+
+Why not ``yaml.safe_load``: it forgets positions, silently keeps the last of two duplicate
+keys, reads ``1e6`` as a string (YAML 1.1 resolver) and ``yes`` as true, and expands aliases
+without bound. Here the file is only *composed* into a node tree (no constructor ever runs),
+then plain Python values are built from the nodes with these rules:
+
+* scalars resolve by the YAML 1.2 core schema: ``null``/``~``/empty, ``true``/``false``
+  (``yes``, ``no``, ``on``, ``off`` stay strings), decimal ints, ``0x``/``0o`` ints, floats
+  with optional exponent (``1e6``, ``2.5e-9``, ``1E9``), ``.inf``, ``.nan``. Underscores
+  (``1_000``) are not numbers in YAML 1.2: such a value stays a string, and the schema then
+  reports it as the wrong type.
+* only the core tags (``!!str``, ``!!int``, ``!!float``, ``!!bool``, ``!!null``, ``!!map``,
+  ``!!seq``) are allowed; any other tag (``!!python/object``, ``!foo``) is an error.
+* aliases are followed while counting nodes; past :data:`MAX_NODES` expanded nodes (an
+  "alias bomb") or on a recursive alias, loading stops with an error.
+* mapping keys must be strings or integers and appear once; merge keys (``<<``, a YAML 1.1
+  feature) are plain strings and the schema rejects them as unknown keys.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from simulator.errors import InputError
+
+KeyPath = tuple[str | int, ...]
+
+MAX_NODES = 100_000
+"""Most nodes one document may expand to (aliases counted at every use)."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists accepted."""
+MAX_BYTES = 16 * 1024 * 1024
+"""Largest file read."""
+
+_TAG = "tag:yaml.org,2002:"
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_CORE_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+
+def core_tag(text: str) -> str:
+    """The YAML 1.2 core-schema tag of a plain (unquoted) scalar."""
+    for pattern, tag in ((_NULL, "null"), (_BOOL, "bool"), (_INT, "int"), (_FLOAT, "float")):
+        if pattern.match(text):
+            return _TAG + tag
+    return _TAG + "str"
+
+
+def _to_int(text: str) -> int:
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    return int(text, 10)
+
+
+def _to_float(text: str) -> float:
+    lower = text.lower()
+    if lower.endswith(".inf"):
+        return -math.inf if lower.startswith("-") else math.inf
+    if lower == ".nan":
+        return math.nan
+    return float(text)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader used for parsing and composing only, with the YAML 1.2 core resolver."""
+
+    def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is ScalarNode and implicit[0]:
+            return core_tag(value)
+        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+
+
+def show_tag(tag: str) -> str:
+    """A tag as the user wrote it: ``!!python/object:x`` rather than the expanded URI."""
+    return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML file's plain data plus where each key sits.
+
+    ``file`` is the name as given (used verbatim in messages). ``lines`` maps a key path to the
+    1-based line of that key (mapping entries) or item (list entries). ``origins`` marks
+    sub-trees that were replaced after reading (``--set``, baseline overrides): errors below
+    them name that source instead of a line of the file.
+    """
+
+    data: Any
+    file: str
+    lines: Mapping[KeyPath, int] = field(default_factory=dict)
+    origins: Mapping[KeyPath, tuple[str, int | None]] = field(default_factory=dict)
+
+    def line_of(self, key_path: Iterable[str | int]) -> int | None:
+        """Line of the key at ``key_path``, or of its nearest ancestor that has one."""
+        path = tuple(key_path)
+        while True:
+            line = self.lines.get(path)
+            if line is not None or not path:
+                return line
+            path = path[:-1]
+
+    def location(self, key_path: Iterable[str | int]) -> tuple[str, int | None]:
+        """``(file, line)`` to report for ``key_path``, honouring overridden sub-trees."""
+        path = tuple(key_path)
+        for i in range(len(path), -1, -1):
+            origin = self.origins.get(path[:i])
+            if origin is not None:
+                return origin
+        return self.file, self.line_of(path)
+
+    def with_data(self, data: Any, origins: Mapping[KeyPath, tuple[str, int | None]]) -> Document:
+        """The same document with new data; ``origins`` are added to the existing ones."""
+        merged = {**self.origins, **origins}
+        return Document(data, self.file, self.lines, MappingProxyType(merged))
+
+
+class _Builder:
+    """Builds plain values from a composed node tree, counting every node it visits."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.count = 0
+        self.lines: dict[KeyPath, int] = {}
+        self._active: set[int] = set()
+
+    def error(self, message: str, node: Node) -> InputError:
+        return InputError(message, file=self.file, line=node.start_mark.line + 1)
+
+    def build(self, node: Node, path: KeyPath) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self.error(
+                f"document expands to more than {MAX_NODES:,} nodes (alias bomb?); "
+                "write the values out or use fewer aliases",
+                node,
+            )
+        if len(path) > MAX_DEPTH:
+            raise self.error(f"nesting deeper than {MAX_DEPTH} levels", node)
+        if node.tag not in _CORE_TAGS:
+            raise self.error(
+                f"tag '{show_tag(node.tag)}' is not allowed; only plain YAML values "
+                "(mappings, lists, strings, numbers, true/false, null) are read",
+                node,
+            )
+        if isinstance(node, ScalarNode):
+            return self.scalar(node)
+        if id(node) in self._active:
+            raise self.error("recursive alias: a mapping or list contains itself", node)
+        self._active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                if node.tag != _TAG + "seq":
+                    raise self.error(f"'{show_tag(node.tag)}' cannot tag a list", node)
+                return list(self.items(node, path))
+            if isinstance(node, MappingNode):
+                if node.tag != _TAG + "map":
+                    raise self.error(f"'{show_tag(node.tag)}' cannot tag a mapping", node)
+                return self.mapping(node, path)
+        finally:
+            self._active.discard(id(node))
+        raise self.error(f"unexpected YAML node {type(node).__name__}", node)  # pragma: no cover
+
+    def items(self, node: SequenceNode, path: KeyPath) -> Iterator[Any]:
+        for i, item in enumerate(node.value):
+            self.lines[(*path, i)] = item.start_mark.line + 1
+            yield self.build(item, (*path, i))
+
+    def mapping(self, node: MappingNode, path: KeyPath) -> dict[str | int, Any]:
+        out: dict[str | int, Any] = {}
+        seen: dict[str | int, int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, ScalarNode):
+                raise self.error("a key must be a string or an integer, not a collection", key_node)
+            self.count += 1
+            key = self.scalar(key_node)
+            if isinstance(key, bool) or not isinstance(key, str | int):
+                shown = (
+                    "null" if key is None else repr(key).lower() if isinstance(key, bool) else key
+                )
+                raise self.error(
+                    f"key {shown} must be a string or an integer (quote it: '{key_node.value}')",
+                    key_node,
+                )
+            if key in seen:
+                raise self.error(
+                    f"duplicate key '{key}' (first on line {seen[key]}, again on line {line}); "
+                    "each key may appear once in a mapping",
+                    key_node,
+                )
+            seen[key] = line
+            self.lines[(*path, key)] = line
+            out[key] = self.build(value_node, (*path, key))
+        return out
+
+    def scalar(self, node: ScalarNode) -> Any:
+        text, tag = node.value, node.tag[len(_TAG) :]
+        if tag == "str":
+            return text
+        if tag == "null" and _NULL.match(text):
+            return None
+        if tag == "bool" and _BOOL.match(text):
+            return text.lower() == "true"
+        if tag == "int" and _INT.match(text):
+            return _to_int(text)
+        if tag == "float" and (_FLOAT.match(text) or _INT.match(text)):
+            return float(_to_int(text)) if _INT.match(text) else _to_float(text)
+        raise self.error(f"'{text}' is not a valid !!{tag} value", node)
+
+
+def _compose(text: str, file: str) -> Node | None:
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()  # type: ignore[no-any-return]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "syntax error"
+        if exc.context and exc.problem:
+            started = exc.context_mark.line + 1 if exc.context_mark else None
+            since = (
+                f" started on line {started}"
+                if started and mark and started != mark.line + 1
+                else ""
+            )
+            what = f"{exc.problem} ({exc.context}{since})"
+        raise InputError(
+            f"invalid YAML: {what}", file=file, line=mark.line + 1 if mark else None
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"invalid YAML: {exc}", file=file) from None
+    except RecursionError:
+        raise InputError(f"invalid YAML: nesting too deep (limit {MAX_DEPTH})", file=file) from None
+    finally:
+        loader.dispose()
+
+
+def parse_document(text: str, file_label: str) -> Document:
+    """Parse YAML text whose top level must be a mapping; ``file_label`` names it in errors."""
+    node = _compose(text, file_label)
+    if node is None:
+        raise InputError("file is empty; expected a mapping of keys", file=file_label)
+    builder = _Builder(file_label)
+    data = builder.build(node, ())
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"the value {render_value(data)}"
+        raise InputError(
+            f"top level must be a mapping of keys (key: value lines), got {kind}",
+            file=file_label,
+            line=node.start_mark.line + 1,
+        )
+    builder.lines.setdefault((), node.start_mark.line + 1)
+    return Document(data, file_label, MappingProxyType(builder.lines))
+
+
+def parse_value(text: str, label: str) -> Any:
+    """One YAML value (a scalar, or a flow list / mapping) read with the same safe rules."""
+    node = _compose(text, label)
+    return None if node is None else _Builder(label).build(node, ())
+
+
+def read_text(path: str | Path) -> str:
+    """A file's text as UTF-8, with every failure as an :class:`InputError` naming the file."""
+    file = str(path)
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise InputError("is a directory, not a YAML file", file=file)
+        with p.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError("file not found", file=file) from None
+    except PermissionError:
+        raise InputError("cannot read the file: permission denied", file=file) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}", file=file) from None
+    if len(raw) > MAX_BYTES:
+        raise InputError(f"file is larger than {MAX_BYTES // 2**20} MiB", file=file)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8",
+            file=file,
+            line=line,
+        ) from None
+
+
+def load_document(path: str | Path) -> Document:
+    """Read and parse one YAML file (see the module docstring for the rules)."""
+    return parse_document(read_text(path), str(path))
+
+
+def render_value(value: Any, limit: int = 60) -> str:
+    """A value as a user would write it in YAML, shortened for messages."""
+    if value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, dict | list):
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

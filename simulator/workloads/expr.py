@@ -1,0 +1,100 @@
+"""``${...}`` references in model files: a tiny, safe arithmetic language (no ``eval``).
+
+A string that is exactly ``"${expr}"`` becomes the number ``expr`` evaluates to; a string
+with ``${expr}`` inside other text (``"stage${i}"``) has each reference replaced by its value.
+``expr`` may use numbers, parameter names, ``+ - * / // %``, unary minus and parentheses.
+``/`` must divide exactly when both sides are integers (``${hidden / heads}`` with 1024 and 16
+gives 64; with 1000 and 16 it is an error), so a size never silently becomes a fraction.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from simulator.errors import did_you_mean, one_of
+
+Number = int | float
+
+_REF = re.compile(r"\$\{([^}]*)\}")
+
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
+
+
+class ExprError(ValueError):
+    """A reference that cannot be evaluated; the caller adds file, line and key."""
+
+
+def _div(a: Number, b: Number) -> Number:
+    if b == 0:
+        raise ExprError("division by zero")
+    if isinstance(a, int) and isinstance(b, int):
+        if a % b:
+            raise ExprError(f"{a} / {b} is not a whole number (use // to round down)")
+        return a // b
+    return a / b
+
+
+def _eval(node: ast.AST, env: Mapping[str, Number]) -> Number:
+    if isinstance(node, ast.Expression):
+        return _eval(node.body, env)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in env:
+            raise ExprError(
+                f"unknown parameter '{node.id}'{did_you_mean(node.id, env)}; "
+                + (one_of(env) if env else "no parameters are declared")
+            )
+        return env[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _eval(node.operand, env)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp):
+        left, right = _eval(node.left, env), _eval(node.right, env)
+        if isinstance(node.op, ast.Div):
+            return _div(left, right)
+        op = _BINOPS.get(type(node.op))
+        if op is not None:
+            if isinstance(node.op, ast.FloorDiv | ast.Mod) and right == 0:
+                raise ExprError("division by zero")
+            return op(left, right)
+    raise ExprError(f"unsupported expression element '{ast.dump(node)[:40]}'")
+
+
+def evaluate(text: str, env: Mapping[str, Number]) -> Number:
+    """Value of one expression (the text inside ``${...}``)."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExprError(f"cannot parse '${{{text}}}': {exc.msg}") from None
+    return _eval(tree, env)
+
+
+def substitute(value: Any, env: Mapping[str, Number]) -> Any:
+    """``value`` with every ``${...}`` in strings replaced, recursing into lists and mappings.
+
+    Nested specs are substituted too; a ``repeat`` body is substituted per copy by the walker
+    (with ``i`` bound), so this is called on one spec's own keys, not on whole containers.
+    """
+    if isinstance(value, str):
+        whole = _REF.fullmatch(value.strip())
+        if whole:
+            return evaluate(whole.group(1), env)
+        if "${" in value:
+            return _REF.sub(lambda m: str(evaluate(m.group(1), env)), value)
+        return value
+    if isinstance(value, list):
+        return [substitute(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, env) for k, v in value.items()}
+    return value

@@ -1,0 +1,409 @@
+"""Layer algebra: parameters, FLOPs and stored activations of one layer from its hyper-parameters.
+
+Conventions (internal units: FLOP, element counts, bytes):
+
+* Everything is **per sample** (one image, one sequence); the caller multiplies by the batch.
+* A multiply-add is **2 FLOP**. Bias additions are not counted in matmul FLOPs (a dense 3->4
+  layer is 24 FLOP forward, as in the usual "2 x MACs" totals); bias *gradients* are counted
+  (one add per output element) in the weight gradient.
+* Backward is split into the gradient with respect to the layer input (``backward_input``)
+  and with respect to its weights (``backward_weight``). For a weight matmul each equals the
+  forward matmul FLOPs; the attention score matmuls have no weights, so both their backward
+  matmuls are input gradients.
+* ``activation_elems`` is what the layer keeps for the backward pass *besides its input*
+  (which is the previous layer's output, counted there): its output plus internal tensors
+  (attention Q, K, V and probabilities; FFN intermediates). Summing it over a model plus the
+  model input gives the stored activations without recomputation.
+* Element-wise costs (:data:`VECTOR_FLOP`) are operation counts per element, an estimate of
+  the vector-unit work, not a hardware number. They matter little next to matmuls but keep
+  normalisation-heavy layers from being free.
+
+Shapes are per sample: images ``(C, H, W)``, token sequences ``(S,)`` of ids and ``(S, H)``
+of features, vectors ``(F,)``. A builder that finds a mismatch raises :class:`ShapeError`
+naming the spec key at fault; the model walker turns it into an InputError with file and line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from simulator.config import workload as spec
+
+DTYPE_BYTES: dict[str, int] = {"fp16": 2, "fp32": 4}
+
+Unit = Literal["matmul", "elementwise", "memory"]
+
+#: Element-wise FLOP per element: (forward, backward input, backward weight). Estimates:
+#: relu compare/select; gelu (tanh form) ~8 operations and ~8 for its derivative; norm
+#: layers in training mode compute mean (1), variance (2), normalise (2), scale and shift (2)
+#: forward, and about 9 per element for the input gradient, 2 for the affine gradients.
+VECTOR_FLOP: dict[str, tuple[int, int, int]] = {
+    "relu": (1, 1, 0),
+    "gelu": (8, 8, 0),
+    "tanh": (2, 2, 0),
+    "add": (1, 0, 0),
+    "norm": (7, 9, 2),
+    "softmax": (5, 4, 0),
+}
+
+
+class ShapeError(ValueError):
+    """Shapes that do not compose; ``key`` is the spec key at fault (None: the layer itself)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class MatMul:
+    """One forward matrix product per sample: (m x k) @ (k x n), ``count`` times."""
+
+    m: int
+    n: int
+    k: int
+    count: int = 1
+
+    @property
+    def flops(self) -> int:
+        """2 FLOP per multiply-add."""
+        return 2 * self.m * self.n * self.k * self.count
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One layer after shape propagation. All figures are per sample."""
+
+    name: str  # unique dotted path, e.g. "encoder.3.attention.attention"
+    kind: str  # layer type (conv2d, dense, attention, add, ...)
+    group: str  # nearest named container (a residual or repeat copy), "" at top level
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    params: int
+    forward_flops: int
+    backward_input_flops: int
+    backward_weight_flops: int
+    activation_elems: int
+    unit: Unit  # the unit that does most of the work: AMP (matmul) or vector
+    matmuls: tuple[MatMul, ...] = ()
+
+    @property
+    def input_elems(self) -> int:
+        """Elements of the input tensor."""
+        return math.prod(self.input_shape)
+
+    @property
+    def output_elems(self) -> int:
+        """Elements of the output tensor (what a pipeline stage boundary sends)."""
+        return math.prod(self.output_shape)
+
+    @property
+    def forward_matmul_flops(self) -> int:
+        """Forward FLOPs done by matrix products (the AMP's share)."""
+        return sum(mm.flops for mm in self.matmuls)
+
+    @property
+    def forward_vector_flops(self) -> int:
+        """Forward FLOPs done element-wise (the vector unit's share)."""
+        return self.forward_flops - self.forward_matmul_flops
+
+    @property
+    def backward_flops(self) -> int:
+        """Input plus weight gradient FLOPs."""
+        return self.backward_input_flops + self.backward_weight_flops
+
+    def param_bytes(self, dtype: str) -> int:
+        """Bytes of the weights in ``dtype``."""
+        return self.params * DTYPE_BYTES[dtype]
+
+    def activation_bytes(self, dtype: str) -> int:
+        """Bytes stored for the backward pass, per sample, in ``dtype``."""
+        return self.activation_elems * DTYPE_BYTES[dtype]
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a builder returns; the walker adds name, group and input shape."""
+
+    output_shape: tuple[int, ...]
+    params: int = 0
+    forward_flops: int = 0
+    backward_input_flops: int = 0
+    backward_weight_flops: int = 0
+    activation_elems: int = 0
+    unit: Unit = "elementwise"
+    matmuls: tuple[MatMul, ...] = ()
+
+
+def elementwise(kind: str, shape: tuple[int, ...], *, params: int = 0) -> Cost:
+    """Cost of an element-wise op of class ``kind`` (a key of :data:`VECTOR_FLOP`)."""
+    n = math.prod(shape)
+    fwd, bwd_in, bwd_w = VECTOR_FLOP[kind]
+    return Cost(
+        output_shape=shape,
+        params=params,
+        forward_flops=fwd * n,
+        backward_input_flops=bwd_in * n,
+        backward_weight_flops=bwd_w * n if params else 0,
+        activation_elems=n,
+    )
+
+
+def weight_matmul(mm: MatMul, out_shape: tuple[int, ...], *, bias: bool) -> Cost:
+    """A matmul against weights of shape (k, n), optional bias of n."""
+    out_elems = math.prod(out_shape)
+    return Cost(
+        output_shape=out_shape,
+        params=mm.k * mm.n + (mm.n if bias else 0),
+        forward_flops=mm.flops,
+        backward_input_flops=mm.flops,
+        backward_weight_flops=mm.flops + (out_elems if bias else 0),
+        activation_elems=out_elems,
+        unit="matmul",
+        matmuls=(mm,),
+    )
+
+
+def _rank(shape: tuple[int, ...], rank: int, what: str) -> None:
+    if len(shape) != rank:
+        raise ShapeError(f"{what} needs a rank-{rank} input per sample, got shape {list(shape)}")
+
+
+def conv2d(s: spec.Conv2dSpec, shape: tuple[int, ...]) -> Cost:
+    """Implicit GEMM: M = output positions, N = out channels, K = kernel area x in channels."""
+    _rank(shape, 3, "conv2d (channels, height, width)")
+    c, h, w = shape
+    ho = (h + 2 * s.pad - s.kernel) // s.stride + 1
+    wo = (w + 2 * s.pad - s.kernel) // s.stride + 1
+    if ho <= 0 or wo <= 0:
+        raise ShapeError(f"kernel {s.kernel} does not fit input {h}x{w} with pad {s.pad}", "kernel")
+    mm = MatMul(m=ho * wo, n=s.out_channels, k=s.kernel * s.kernel * c)
+    return weight_matmul(mm, (s.out_channels, ho, wo), bias=s.bias)
+
+
+def dense(s: spec.DenseSpec, shape: tuple[int, ...]) -> Cost:
+    """Applied to the last axis; leading axes are tokens."""
+    tokens = math.prod(shape[:-1])
+    mm = MatMul(m=tokens, n=s.out, k=shape[-1])
+    return weight_matmul(mm, (*shape[:-1], s.out), bias=s.bias)
+
+
+def _norm(channels: int, shape: tuple[int, ...], affine: bool) -> Cost:
+    return elementwise("norm", shape, params=2 * channels if affine else 0)
+
+
+def batchnorm(s: spec.BatchNormSpec, shape: tuple[int, ...]) -> Cost:
+    """Per-channel statistics; affine scale and shift per channel (axis 0)."""
+    return _norm(shape[0], shape, s.affine)
+
+
+def layernorm(s: spec.LayerNormSpec, shape: tuple[int, ...]) -> Cost:
+    """Statistics over the last axis; affine scale and shift per feature."""
+    return _norm(shape[-1], shape, s.affine)
+
+
+def activation(kind: str) -> Callable[[Any, tuple[int, ...]], Cost]:
+    """Builder of a parameterless element-wise activation."""
+    return lambda _s, shape: elementwise(kind, shape)
+
+
+def flatten(_s: Any, shape: tuple[int, ...]) -> Cost:
+    """Reshape to a vector: no work, nothing stored (it is a view)."""
+    return Cost(output_shape=(math.prod(shape),), unit="memory")
+
+
+def embedding(s: spec.EmbeddingSpec, shape: tuple[int, ...]) -> Cost:
+    """Gather rows of the tables (no FLOPs); tables summed; scatter-add in the weight gradient."""
+    _rank(shape, 1, "embedding (a sequence of token ids)")
+    seq = shape[0]
+    if s.positions and seq > s.positions:
+        raise ShapeError(f"sequence length {seq} exceeds the {s.positions} positions", "positions")
+    tables = 1 + (s.positions > 0) + (s.token_types > 0)
+    out = seq * s.hidden
+    return Cost(
+        output_shape=(seq, s.hidden),
+        params=(s.vocab + s.positions + s.token_types) * s.hidden,
+        forward_flops=(tables - 1) * out,
+        backward_weight_flops=tables * out,
+        activation_elems=out,
+        unit="memory",
+    )
+
+
+def _hidden(shape: tuple[int, ...], hidden: int, what: str) -> int:
+    _rank(shape, 2, f"{what} (sequence, hidden)")
+    if shape[1] != hidden:
+        raise ShapeError(
+            f"hidden {hidden} does not match the input's {shape[1]} features", "hidden"
+        )
+    return shape[0]
+
+
+def attention(s: spec.AttentionSpec, shape: tuple[int, ...]) -> Cost:
+    """QKV projection, per-head scores Q Kᵀ, softmax, context P V, output projection."""
+    seq = _hidden(shape, s.hidden, "attention")
+    h = s.hidden
+    if h % s.heads:
+        raise ShapeError(f"hidden {h} is not divisible by {s.heads} heads", "heads")
+    d = h // s.heads
+    qkv, proj = MatMul(seq, 3 * h, h), MatMul(seq, h, h)
+    scores, context = MatMul(seq, seq, d, s.heads), MatMul(seq, d, seq, s.heads)
+    probs = s.heads * seq * seq
+    sm_f, sm_b, _ = VECTOR_FLOP["softmax"]
+    bias_grads = (3 * h + h) * seq if s.bias else 0
+    core = scores.flops + context.flops
+    return Cost(
+        output_shape=shape,
+        params=4 * h * h + (4 * h if s.bias else 0),
+        forward_flops=qkv.flops + proj.flops + core + sm_f * probs,
+        backward_input_flops=qkv.flops + proj.flops + 2 * core + sm_b * probs,
+        backward_weight_flops=qkv.flops + proj.flops + bias_grads,
+        activation_elems=3 * seq * h + probs + seq * h + seq * h,  # Q K V, P, context, output
+        unit="matmul",
+        matmuls=(qkv, scores, context, proj),
+    )
+
+
+def _ffn_cost(seq: int, h: int, inter: int, act: str, bias: bool) -> Cost:
+    up, down = MatMul(seq, inter, h), MatMul(seq, h, inter)
+    af, ab, _ = VECTOR_FLOP[act]
+    mid = seq * inter
+    return Cost(
+        output_shape=(seq, h),
+        params=2 * h * inter + ((inter + h) if bias else 0),
+        forward_flops=up.flops + down.flops + af * mid,
+        backward_input_flops=up.flops + down.flops + ab * mid,
+        backward_weight_flops=up.flops + down.flops + ((mid + seq * h) if bias else 0),
+        activation_elems=2 * mid + seq * h,  # pre- and post-activation, output
+        unit="matmul",
+        matmuls=(up, down),
+    )
+
+
+def ffn(s: spec.FfnSpec, shape: tuple[int, ...]) -> Cost:
+    """Two dense layers with an activation between them."""
+    seq = _hidden(shape, s.hidden, "ffn")
+    return _ffn_cost(seq, s.hidden, s.intermediate, s.activation, s.bias)
+
+
+def moe_ffn(s: spec.MoeFfnSpec, shape: tuple[int, ...]) -> Cost:
+    """Router (hidden x experts) plus ``top_k`` expert FFNs per token; all experts' weights held.
+
+    FLOPs count the tokens actually routed (top_k per token, no capacity padding: capacity and
+    dropping are the moe strategy's concern).
+    """
+    seq = _hidden(shape, s.hidden, "moe_ffn")
+    if s.top_k > s.experts:
+        raise ShapeError(f"top_k {s.top_k} exceeds the {s.experts} experts", "top_k")
+    router = weight_matmul(MatMul(seq, s.experts, s.hidden), (seq, s.experts), bias=s.router_bias)
+    one = _ffn_cost(seq, s.hidden, s.intermediate, s.activation, s.bias)
+    k = s.top_k
+    expert_params = _ffn_cost(1, s.hidden, s.intermediate, s.activation, s.bias).params
+    sm_f, sm_b, _ = VECTOR_FLOP["softmax"]
+    gates = seq * s.experts
+    return Cost(
+        output_shape=shape,
+        params=router.params + s.experts * expert_params,
+        forward_flops=router.forward_flops + k * one.forward_flops + sm_f * gates,
+        backward_input_flops=router.backward_input_flops
+        + k * one.backward_input_flops
+        + sm_b * gates,
+        backward_weight_flops=router.backward_weight_flops + k * one.backward_weight_flops,
+        activation_elems=gates + k * seq * s.hidden + k * one.activation_elems,
+        unit="matmul",
+        matmuls=(
+            *router.matmuls,
+            *(MatMul(mm.m, mm.n, mm.k, mm.count * k) for mm in one.matmuls),
+        ),
+    )
+
+
+def pool(s: spec.PoolSpec, shape: tuple[int, ...]) -> Cost:
+    """Window of kernel x kernel: one operation per window element forward, one per output back."""
+    _rank(shape, 3, "pool (channels, height, width)")
+    c, h, w = shape
+    stride = s.stride or s.kernel
+    ho = (h + 2 * s.pad - s.kernel) // stride + 1
+    wo = (w + 2 * s.pad - s.kernel) // stride + 1
+    if ho <= 0 or wo <= 0:
+        raise ShapeError(f"kernel {s.kernel} does not fit input {h}x{w} with pad {s.pad}", "kernel")
+    out = c * ho * wo
+    return Cost(
+        output_shape=(c, ho, wo),
+        forward_flops=out * s.kernel * s.kernel,
+        backward_input_flops=out * (s.kernel * s.kernel if s.op == "avg" else 1),
+        activation_elems=out,
+    )
+
+
+def global_pool(_s: spec.GlobalPoolSpec, shape: tuple[int, ...]) -> Cost:
+    """(C, H, W) -> (C,): one operation per input element each way."""
+    _rank(shape, 3, "global_pool (channels, height, width)")
+    n = math.prod(shape)
+    return Cost(
+        output_shape=(shape[0],), forward_flops=n, backward_input_flops=n, activation_elems=shape[0]
+    )
+
+
+def pooler(s: spec.PoolerSpec, shape: tuple[int, ...]) -> Cost:
+    """BERT pooler: dense(H, H) + tanh on the first token of (S, H)."""
+    _rank(shape, 2, "pooler (sequence, hidden)")
+    h = shape[1]
+    d = weight_matmul(MatMul(1, h, h), (h,), bias=s.bias)
+    tf, tb, _ = VECTOR_FLOP["tanh"]
+    return Cost(
+        output_shape=(h,),
+        params=d.params,
+        forward_flops=d.forward_flops + tf * h,
+        backward_input_flops=d.backward_input_flops + tb * h,
+        backward_weight_flops=d.backward_weight_flops,
+        activation_elems=2 * h,
+        unit="matmul",
+        matmuls=d.matmuls,
+    )
+
+
+def lm_head(s: spec.LmHeadSpec, shape: tuple[int, ...]) -> Cost:
+    """Every token onto the vocabulary; with ``tied`` the weights belong to the embedding."""
+    _rank(shape, 2, "lm_head (sequence, hidden)")
+    d = dense(spec.DenseSpec(out=s.vocab, bias=s.bias), shape)
+    owned = (s.vocab if s.bias else 0) + (0 if s.tied else s.vocab * shape[1])
+    return Cost(
+        output_shape=d.output_shape,
+        params=owned,
+        forward_flops=d.forward_flops,
+        backward_input_flops=d.backward_input_flops,
+        backward_weight_flops=d.backward_weight_flops,
+        activation_elems=d.activation_elems,
+        unit="matmul",
+        matmuls=d.matmuls,
+    )
+
+
+def add(shape: tuple[int, ...]) -> Cost:
+    """The sum closing a residual block."""
+    return elementwise("add", shape)
+
+
+#: Layer type -> builder(spec, input shape) -> Cost. Keys match LAYER_SPECS.
+BUILDERS: dict[str, Callable[[Any, tuple[int, ...]], Cost]] = {
+    "conv2d": conv2d,
+    "batchnorm": batchnorm,
+    "layernorm": layernorm,
+    "relu": activation("relu"),
+    "gelu": activation("gelu"),
+    "tanh": activation("tanh"),
+    "flatten": flatten,
+    "dense": dense,
+    "embedding": embedding,
+    "attention": attention,
+    "ffn": ffn,
+    "moe_ffn": moe_ffn,
+    "pool": pool,
+    "global_pool": global_pool,
+    "pooler": pooler,
+    "lm_head": lm_head,
+}

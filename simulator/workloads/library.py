@@ -1,0 +1,32 @@
+"""The model library: built-in ``models/*.yaml`` by name, or any model file by path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from simulator.config import paths
+from simulator.config.yamlio import load_document
+from simulator.workloads.expr import Number
+from simulator.workloads.model import Model, build_model
+
+
+def model_names() -> list[str]:
+    """Names of the built-in models (file stems under ``models/``), sorted."""
+    return paths.builtin_names("model")
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    overrides: Mapping[str, Number] | None = None,
+    relative_to: str | Path | None = None,
+) -> Model:
+    """Read, validate and expand one model file; ``overrides`` replace its ``params``.
+
+    ``name_or_path`` is a built-in name (``bert-large``) or a path, looked up beside
+    ``relative_to`` (e.g. the scenario naming it) first. Bad input raises InputError with
+    file, line and key path.
+    """
+    path = paths.resolve(name_or_path, "model", relative_to)
+    return build_model(load_document(path), overrides=overrides)

@@ -1,0 +1,338 @@
+"""A Model is an ordered tuple of layers with shapes propagated from the input.
+
+:func:`build_model` expands a validated model file: it resolves ``params`` (defaults,
+scenario overrides, ``${...}`` expressions), walks ``layers`` in order, expands ``repeat``,
+``residual`` and user ``blocks`` into a flat list, and computes each layer's algebra
+(:mod:`simulator.workloads.layers`). Anything wrong with the file — an unknown layer type, a
+bad hyper-parameter, shapes that do not compose — is an :class:`~simulator.errors.InputError`
+naming the file, line and key path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from simulator.config import workload as spec
+from simulator.config.load import render_path, validate
+from simulator.config.yamlio import Document
+from simulator.errors import InputError, did_you_mean, one_of
+from simulator.workloads import layers as L
+from simulator.workloads.expr import ExprError, Number, substitute
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Model:
+    """A workload: ordered layers (per-sample figures) and its resolved parameters."""
+
+    name: str
+    dtype: str
+    input_shape: tuple[int, ...]
+    layers: tuple[L.Layer, ...]
+    params_used: Mapping[str, Number] = field(default_factory=dict)
+    file: str | None = None
+
+    @property
+    def params(self) -> int:
+        """Trainable parameters (tied weights counted once)."""
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def forward_flops(self) -> int:
+        """Forward FLOPs per sample."""
+        return sum(layer.forward_flops for layer in self.layers)
+
+    @property
+    def needs_input_grad(self) -> tuple[bool, ...]:
+        """Per layer: does any earlier layer hold weights (so its input gradient is needed)?"""
+        flags, seen = [], False
+        for layer in self.layers:
+            flags.append(seen)
+            seen = seen or layer.params > 0
+        return tuple(flags)
+
+    @property
+    def backward_input_flops(self) -> int:
+        """Input-gradient FLOPs per sample, skipping layers with no weights before them."""
+        return sum(
+            layer.backward_input_flops
+            for layer, need in zip(self.layers, self.needs_input_grad, strict=True)
+            if need
+        )
+
+    @property
+    def backward_weight_flops(self) -> int:
+        """Weight-gradient FLOPs per sample."""
+        return sum(layer.backward_weight_flops for layer in self.layers)
+
+    @property
+    def training_flops(self) -> int:
+        """Forward plus backward FLOPs per sample."""
+        return self.forward_flops + self.backward_input_flops + self.backward_weight_flops
+
+    @property
+    def activation_elems(self) -> int:
+        """Elements stored for backward per sample without recomputation (input included)."""
+        return math.prod(self.input_shape) + sum(x.activation_elems for x in self.layers)
+
+    def groups(self) -> tuple[str, ...]:
+        """Named groups (residual blocks, repeat copies) in order of first appearance."""
+        return tuple(dict.fromkeys(layer.group for layer in self.layers))
+
+    def layer(self, name: str) -> L.Layer:
+        """The layer called ``name``."""
+        for x in self.layers:
+            if x.name == name:
+                return x
+        raise KeyError(name)
+
+
+@dataclass
+class _Walker:
+    """Expands layer specs into Layers; keeps the file context for error messages."""
+
+    doc: Document
+    at: KeyPath  # where the model sits in the document (() for a model file)
+    blocks: Mapping[str, spec.BlockSpec]
+    model_env: Mapping[str, Number] = field(default_factory=dict)  # what block bodies see
+    out: list[L.Layer] = field(default_factory=list)
+    names: dict[str, int] = field(default_factory=dict)
+    via: str = ""
+
+    def error(self, message: str, path: KeyPath) -> InputError:
+        file, line = self.doc.location(self.at + path)
+        return InputError(
+            message + self.via, file=file, line=line, key_path=render_path(self.at + path)
+        )
+
+    def validate(self, cls: type[BaseModel], args: Any, path: KeyPath, env: Mapping[str, Number]):
+        """Substitute parameters into ``args`` and validate them with ``cls``."""
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise self.error(f"expected a mapping of hyper-parameters, got {args!r}", path)
+        resolved = {}
+        for key, value in args.items():
+            if isinstance(value, list):  # nested layer lists are substituted when walked
+                resolved[key] = value
+                continue
+            try:
+                resolved[key] = substitute(value, env)
+            except ExprError as exc:
+                raise self.error(str(exc), (*path, key)) from None
+        try:
+            return validate(self.doc, cls, at=self.at + path, data=resolved)
+        except InputError as exc:
+            raise InputError(
+                exc.detail + self.via,
+                file=exc.location.file,
+                line=exc.location.line,
+                key_path=exc.location.key_path,
+            ) from None
+
+    def unique(self, name: str) -> str:
+        n = self.names.get(name, 0)
+        self.names[name] = n + 1
+        return name if n == 0 else f"{name}_{n}"
+
+    def walk(
+        self,
+        entries: list[Any],
+        path: KeyPath,
+        shape: tuple[int, ...],
+        env: Mapping[str, Number],
+        prefix: str,
+        group: str,
+    ) -> tuple[int, ...]:
+        """Append the layers of ``entries`` to ``self.out``; return the output shape."""
+        for i, entry in enumerate(entries):
+            shape = self.entry(entry, (*path, i), shape, env, prefix, group)
+        return shape
+
+    def entry(
+        self,
+        entry: Any,
+        path: KeyPath,
+        shape: tuple[int, ...],
+        env: Mapping[str, Number],
+        prefix: str,
+        group: str,
+    ) -> tuple[int, ...]:
+        if isinstance(entry, str):
+            kind, args = entry, {}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            kind, args = next(iter(entry.items()))
+        else:
+            raise self.error(
+                "a layer is a type name or a mapping with exactly one key (the type), "
+                f"got {entry!r}",
+                path,
+            )
+        here = (*path, kind)
+        if kind in spec.LAYER_SPECS:
+            s = self.validate(spec.LAYER_SPECS[kind], args, here, env)
+            try:
+                cost = L.BUILDERS[kind](s, shape)
+            except L.ShapeError as exc:
+                where = (*here, exc.key) if exc.key else here
+                raise self.error(f"{exc} (input shape {list(shape)})", where) from None
+            return self.add(kind, prefix, group, shape, cost)
+        if kind == "residual":
+            return self.residual(args, here, shape, env, prefix, group)
+        if kind == "repeat":
+            return self.repeat(args, here, shape, env, prefix)
+        if kind in self.blocks:
+            return self.block(kind, args, here, shape, env, prefix)
+        known = [*spec.LAYER_SPECS, *spec.CONTAINER_SPECS, *self.blocks]
+        raise self.error(
+            f"unknown layer type '{kind}'{did_you_mean(str(kind), known)}; {one_of(known)}",
+            path,
+        )
+
+    def add(
+        self, kind: str, prefix: str, group: str, shape: tuple[int, ...], cost: L.Cost
+    ) -> tuple[int, ...]:
+        self.out.append(
+            L.Layer(
+                name=self.unique(prefix + kind),
+                kind=kind,
+                group=group,
+                input_shape=shape,
+                output_shape=cost.output_shape,
+                params=cost.params,
+                forward_flops=cost.forward_flops,
+                backward_input_flops=cost.backward_input_flops,
+                backward_weight_flops=cost.backward_weight_flops,
+                activation_elems=cost.activation_elems,
+                unit=cost.unit,
+                matmuls=cost.matmuls,
+            )
+        )
+        return cost.output_shape
+
+    def residual(self, args, here, shape, env, prefix, group) -> tuple[int, ...]:
+        s = self.validate(spec.ResidualSpec, args, here, env)
+        if s.name:
+            group = self.unique(prefix + s.name)
+            prefix = group + "."
+        body = self.walk(s.body, (*here, "body"), shape, env, prefix, group)
+        short = self.walk(s.shortcut, (*here, "shortcut"), shape, env, prefix, group)
+        if body != short:
+            raise self.error(
+                f"body output {list(body)} does not match shortcut output {list(short)} "
+                f"(block input {list(shape)}); add a projection shortcut or fix the body",
+                (*here, "shortcut" if s.shortcut else "body"),
+            )
+        self.add("add", prefix, group, body, L.add(body))
+        return self.walk(s.post, (*here, "post"), body, env, prefix, group)
+
+    def repeat(self, args, here, shape, env, prefix) -> tuple[int, ...]:
+        s = self.validate(spec.RepeatSpec, args, here, env)
+        base = self.unique(prefix + (s.name or "repeat"))
+        for i in range(s.times):
+            copy = f"{base}.{i}"
+            shape = self.walk(s.body, (*here, "body"), shape, {**env, "i": i}, copy + ".", copy)
+        return shape
+
+    def block(self, kind, args, here, shape, env, prefix) -> tuple[int, ...]:
+        block = self.blocks[kind]
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise self.error(f"expected a mapping of block parameters, got {args!r}", here)
+        for key in args:
+            if key not in block.params:
+                raise self.error(
+                    f"unknown parameter '{key}' of block '{kind}'"
+                    f"{did_you_mean(str(key), block.params)}; valid: {', '.join(block.params)}",
+                    (*here, key),
+                )
+        local = {**self.model_env}  # lexical scope: model params and the block's own
+        for key, default in block.params.items():
+            raw = args.get(key, default)
+            try:
+                local[key] = substitute(raw, env if key in args else local)
+            except ExprError as exc:
+                raise self.error(str(exc), (*here, key) if key in args else here) from None
+        group = self.unique(prefix + kind)
+        file, line = self.doc.location(self.at + here)
+        saved, self.via = self.via, f" (in block '{kind}' used at {file}:{line})"
+        try:
+            return self.walk(
+                block.layers, ("blocks", kind, "layers"), shape, local, group + ".", group
+            )
+        finally:
+            self.via = saved
+
+
+def resolve_params(
+    declared: Mapping[str, Any],
+    overrides: Mapping[str, Number] | None,
+    error: Callable[[str, KeyPath], InputError],
+) -> dict[str, Number]:
+    """Parameters in declaration order: override or default, ``${...}`` over earlier ones."""
+    overrides = dict(overrides or {})
+    for key in overrides:
+        if key not in declared:
+            raise error(
+                f"model has no parameter '{key}'{did_you_mean(key, declared)}; "
+                + (one_of(declared) if declared else "it declares none"),
+                ("params", key),
+            )
+    env: dict[str, Number] = {}
+    for key, default in declared.items():
+        raw = overrides.get(key, default)
+        try:
+            value = substitute(raw, env)
+        except ExprError as exc:
+            raise error(str(exc), ("params", key)) from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise error(f"parameter must be a number, got {value!r}", ("params", key))
+        env[key] = value
+    return env
+
+
+def build_model(
+    doc: Document, *, at: KeyPath = (), overrides: Mapping[str, Number] | None = None
+) -> Model:
+    """The :class:`Model` at key path ``at`` of ``doc``; ``overrides`` replace its ``params``.
+
+    ``at`` is ``()`` for a model file and e.g. ``("model",)`` for a model written inline in a
+    scenario; errors then name the scenario's file and lines.
+    """
+    header = validate(doc, spec.ModelFile, at=at)
+    walker = _Walker(doc=doc, at=at, blocks=header.blocks)
+    for name in header.blocks:
+        if name in spec.LAYER_SPECS or name in spec.CONTAINER_SPECS:
+            raise walker.error(
+                f"block name '{name}' is a built-in layer type; rename it", ("blocks", name)
+            )
+    env = resolve_params(header.params, overrides, walker.error)
+    walker.model_env = env
+    shape: list[int] = []
+    for i, dim in enumerate(header.input):
+        try:
+            value = substitute(dim, env)
+        except ExprError as exc:
+            raise walker.error(str(exc), ("input", i)) from None
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise walker.error(
+                f"input sizes must be positive integers, got {value!r}", ("input", i)
+            )
+        shape.append(value)
+    walker.walk(header.layers, ("layers",), tuple(shape), env, "", "")
+    file, _ = doc.location(at)
+    return Model(
+        name=header.name,
+        dtype=header.dtype,
+        input_shape=tuple(shape),
+        layers=tuple(walker.out),
+        params_used=env,
+        file=file,
+    )

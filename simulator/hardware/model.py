@@ -34,7 +34,7 @@ class ChipType:
     local_write_bytes_per_cycle: float  # per tile
     exchange_bytes_per_cycle: float  # per tile, each direction (nominal)
     exchange_efficiency: float  # achieved / nominal on-chip tile-to-tile stream (calibrated)
-    offchip_tile_efficiency: float  # achieved / nominal for one tile streaming off-chip (calibrated)
+    offchip_tile_efficiency: float  # achieved / nominal, one tile streaming off-chip (calibrated)
     exchange_latency_s: float  # one on-chip tile-to-tile exchange with its opening sync, no load
     sync_latency_s: float  # internal (all tiles of one chip) BSP sync
     external_sync_latency_s: float  # sync across chips (Sync-Links / IPU-Links)
@@ -59,12 +59,12 @@ class ChipType:
         return self.tiles * self.clock_hz * self.vector_flop_per_cycle[dtype]
 
     @property
-    def tile_exchange_Bps(self) -> float:  # noqa: N802
+    def tile_exchange_Bps(self) -> float:
         """Achieved on-chip exchange bandwidth of one tile, each direction."""
         return self.exchange_bytes_per_cycle * self.clock_hz * self.exchange_efficiency
 
     @property
-    def tile_offchip_Bps(self) -> float:  # noqa: N802
+    def tile_offchip_Bps(self) -> float:
         """Achieved bandwidth of one tile streaming to another chip."""
         return self.exchange_bytes_per_cycle * self.clock_hz * self.offchip_tile_efficiency
 

@@ -1,0 +1,1 @@
+"""Task graphs, the max-min fair flow network, collectives and the SimPy executor."""

@@ -1,0 +1,303 @@
+"""One SimPy executor for any task graph.
+
+A task is released when its dependencies are done and the resources it holds are free:
+chip-held tasks (Compute, Exchange, Sync, Collective) run one at a time per chip (a chip runs
+one BSP program); several chips are acquired in ascending id order, so acquisition can never
+deadlock. Rng tasks hold the chip's RNG unit. Transfers and Streaming Memory traffic hold no
+chip: they are flows in the :class:`~simulator.engine.flows.FlowNetwork`, and their ordering
+with compute is whatever the graph's dependencies say.
+
+No process per task: readiness is counted and tasks start from callbacks, so the events
+processed are those the model needs (timeouts, flow completions, deliveries).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+import simpy
+
+from simulator.engine.collectives_run import CollectiveRun
+from simulator.engine.flows import FlowNetwork
+from simulator.engine.graph import TaskGraph
+from simulator.engine.tasks import (
+    TASK_KIND,
+    Collective,
+    Compute,
+    Exchange,
+    MemLoad,
+    MemStore,
+    Rng,
+    Sync,
+    Task,
+    Transfer,
+)
+from simulator.engine.trace import Span, Trace
+from simulator.hardware.model import ChipType
+from simulator.hardware.system import System
+
+
+class CountingEnvironment(simpy.Environment):
+    """A SimPy environment that counts the events it processes (for benchmarks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events_processed = 0
+
+    def step(self) -> None:
+        self.events_processed += 1
+        super().step()
+
+
+def compute_seconds(ct: ChipType, task: Compute) -> float:
+    """Time of a Compute task on the tiles it uses (the slowest tile bounds the superstep)."""
+    if task.cycles is not None:
+        return task.cycles / ct.clock_hz
+    tiles = min(task.tiles or ct.tiles, ct.tiles)
+    per_cycle = ct.amp_flop_per_cycle if task.unit == "amp" else ct.vector_flop_per_cycle
+    rate = tiles * ct.clock_hz * per_cycle[task.dtype] * task.efficiency
+    return task.flops / rate if task.flops else 0.0
+
+
+def rng_seconds(ct: ChipType, task: Rng) -> float:
+    """Time for the chip's per-tile PRNGs to produce ``task.samples`` samples."""
+    tiles = min(task.tiles or ct.tiles, ct.tiles)
+    draws = ct.gaussian_uniform_draws if task.distribution == "gaussian" else 1.0
+    return task.samples * draws / (ct.uniform_samples_per_s() * tiles / ct.tiles)
+
+
+class Executor:
+    """Runs a TaskGraph on a System and records a Trace."""
+
+    def __init__(self, system: System, graph: TaskGraph, *, fast_collectives: bool = True) -> None:
+        graph.validate(system.num_chips)
+        self.system = system
+        self.graph = graph
+        self.fast_collectives = fast_collectives
+        self.env = CountingEnvironment()
+        self.net = FlowNetwork(self.env, [c.capacity_Bps for c in system.channels])
+        n = system.num_chips
+        self._xout = [
+            self.net.add_resource(c.type.tiles * c.type.tile_exchange_Bps) for c in system.chips
+        ]
+        self._xin = [
+            self.net.add_resource(c.type.tiles * c.type.tile_exchange_Bps) for c in system.chips
+        ]
+        self._tile_ports: dict[tuple[int, int, int], int] = {}
+        self._path_cache: dict[
+            tuple[int, int, int, int, int], tuple[tuple[int, ...], float, float]
+        ] = {}
+        self._busy = [False] * n
+        self._waiting: list[deque[Callable[[], None]]] = [deque() for _ in range(n)]
+        self._rng_busy = [False] * n
+        self._rng_waiting: list[deque[Callable[[], None]]] = [deque() for _ in range(n)]
+        self._pending = [len(node.deps) for node in graph.nodes]
+        self._dependents: list[list[int]] = [[] for _ in graph.nodes]
+        for node in graph.nodes:
+            for d in node.deps:
+                self._dependents[d].append(node.id)
+        self.trace = Trace()
+        self._done = 0
+
+    # ---- public ---------------------------------------------------------------------------
+    def run(self) -> Trace:
+        for node in self.graph.nodes:
+            if not node.deps:
+                self._release(node.id)
+        self.env.run()
+        if self._done != len(self.graph):
+            stuck = [i for i, p in enumerate(self._pending) if p > 0][:5]
+            raise RuntimeError(f"executor stopped with tasks not run (e.g. {stuck})")
+        t = self.trace
+        t.makespan = max(t.task_end.values(), default=0.0)
+        t.events_processed = self.env.events_processed
+        t.flows_started = self.net.flows_started
+        t.flow_recomputations = self.net.recomputations
+        t.channel_bytes = self.net.bytes_carried()[: len(self.system.channels)]
+        return t
+
+    # ---- resources used by transfers ------------------------------------------------------
+    def tile_port(self, chip: int, tile: int, direction: int) -> int:
+        key = (chip, tile, direction)
+        res = self._tile_ports.get(key)
+        if res is None:
+            ct = self.system.chips[chip].type
+            if not 0 <= tile < ct.tiles:
+                raise ValueError(f"chip {chip} has tiles 0..{ct.tiles - 1}, not {tile}")
+            res = self.net.add_resource(ct.tile_exchange_Bps)
+            self._tile_ports[key] = res
+        return res
+
+    def path(
+        self,
+        src: int,
+        dst: int,
+        src_tile: int | None = None,
+        dst_tile: int | None = None,
+        tiles: int | None = None,
+    ) -> tuple[tuple[int, ...], float, float]:
+        """Resources, per-flow rate cap and latency of a transfer from ``src`` to ``dst``."""
+        key = (
+            src,
+            dst,
+            -1 if src_tile is None else src_tile,
+            -1 if dst_tile is None else dst_tile,
+            tiles or 0,
+        )
+        hit = self._path_cache.get(key)
+        if hit is not None:
+            return hit
+        sys = self.system
+        ct = sys.chips[src].type
+        route = sys.chip_route(src, dst)
+        offchip = src != dst
+        if src_tile is None or dst_tile is None:
+            first, last = self._xout[src], self._xin[dst]
+            used = min(tiles or ct.tiles, ct.tiles)
+            cap = used * (ct.tile_offchip_Bps if offchip else ct.tile_exchange_Bps)
+        else:
+            first, last = self.tile_port(src, src_tile, 0), self.tile_port(dst, dst_tile, 1)
+            cap = ct.tile_offchip_Bps if offchip else np.inf
+        resources = (first, *route.channels, last)
+        out = (resources, cap, ct.exchange_latency_s + route.latency_s)
+        self._path_cache[key] = out
+        return out
+
+    # ---- chip ownership -------------------------------------------------------------------
+    def acquire(self, chips: tuple[int, ...], then: Callable[[], None], rng: bool = False) -> None:
+        """Call ``then`` once every chip (or RNG unit) in ``chips`` is held, taken in id order."""
+        busy, waiting = (self._rng_busy, self._rng_waiting) if rng else (self._busy, self._waiting)
+        order = sorted(set(chips))
+
+        def take(i: int) -> None:
+            while i < len(order):
+                c = order[i]
+                if busy[c]:
+                    waiting[c].append(lambda i=i: take(i + 1))
+                    return
+                busy[c] = True
+                i += 1
+            then()
+
+        take(0)
+
+    def free(self, chips: tuple[int, ...], rng: bool = False) -> None:
+        busy, waiting = (self._rng_busy, self._rng_waiting) if rng else (self._busy, self._waiting)
+        for c in sorted(set(chips)):
+            if waiting[c]:
+                waiting[c].popleft()()
+            else:
+                busy[c] = False
+
+    # ---- task lifecycle -------------------------------------------------------------------
+    def _release(self, tid: int) -> None:
+        task = self.graph.nodes[tid].task
+        if isinstance(task, Transfer | MemLoad | MemStore):
+            self._start(tid)
+        elif isinstance(task, Rng):
+            self.acquire((task.chip,), lambda: self._start(tid), rng=True)
+        elif isinstance(task, Collective | Sync):
+            self.acquire(task.group, lambda: self._start(tid))
+        else:
+            self.acquire((task.chip,), lambda: self._start(tid))
+
+    def _start(self, tid: int) -> None:
+        env = self.env
+        task = self.graph.nodes[tid].task
+        self.trace.task_start[tid] = env.now
+        ct_of = self.system.chips
+        if isinstance(task, Compute):
+            self._after(compute_seconds(ct_of[task.chip].type, task), tid)
+        elif isinstance(task, Exchange):
+            ct = ct_of[task.chip].type
+            tiles = min(task.tiles or ct.tiles, ct.tiles)
+            self._after(ct.exchange_latency_s + task.bytes / (tiles * ct.tile_exchange_Bps), tid)
+        elif isinstance(task, Sync):
+            ct = ct_of[task.group[0]].type
+            lat = ct.sync_latency_s if len(set(task.group)) == 1 else ct.external_sync_latency_s
+            self._after(lat, tid)
+        elif isinstance(task, Rng):
+            self._after(rng_seconds(ct_of[task.chip].type, task), tid)
+        elif isinstance(task, Transfer):
+            res, cap, lat = self.path(task.src, task.dst, task.src_tile, task.dst_tile, task.tiles)
+            ev = self.net.start(res, task.bytes, cap)
+            ev.callbacks.append(lambda _e: self._after(lat, tid))
+        elif isinstance(task, MemLoad | MemStore):
+            self._memory(tid, task)
+        elif isinstance(task, Collective):
+            CollectiveRun(self, tid, task).start()
+        else:  # pragma: no cover - the Task union is closed
+            raise TypeError(f"unknown task type {type(task).__name__}")
+
+    def _memory(self, tid: int, task: MemLoad | MemStore) -> None:
+        chip = self.system.chips[task.chip]
+        ddr = f"ddr:{chip.machine}"
+        src, dst = (ddr, chip.node) if isinstance(task, MemLoad) else (chip.node, ddr)
+        try:
+            route = self.system.route(src, dst)
+        except ValueError as exc:
+            raise ValueError(
+                f"system {self.system.name} has no Streaming Memory path for chip {task.chip}"
+            ) from exc
+        end = self._xin[task.chip] if isinstance(task, MemLoad) else self._xout[task.chip]
+        ev = self.net.start((*route.channels, end), task.bytes)
+        ev.callbacks.append(lambda _e: self._after(route.latency_s, tid))
+
+    def _after(self, seconds: float, tid: int) -> None:
+        if seconds <= 0:
+            self.finish(tid)
+            return
+        ev = self.env.timeout(seconds)
+        ev.callbacks.append(lambda _e: self.finish(tid))
+
+    def finish(self, tid: int) -> None:
+        """Mark task ``tid`` done: record it, free what it held, release its dependents."""
+        now = self.env.now
+        node = self.graph.nodes[tid]
+        task = node.task
+        self.trace.task_end[tid] = now
+        self._record(tid, task, self.trace.task_start[tid], now)
+        if isinstance(task, Rng):
+            self.free((task.chip,), rng=True)
+        elif isinstance(task, Collective | Sync):
+            self.free(task.group)
+        elif isinstance(task, Compute | Exchange):
+            self.free((task.chip,))
+        self._done += 1
+        for d in self._dependents[tid]:
+            self._pending[d] -= 1
+            if self._pending[d] == 0:
+                self._release(d)
+
+    def _record(self, tid: int, task: Task, start: float, end: float) -> None:
+        kind = TASK_KIND[type(task)]
+        label = getattr(task, "label", "")
+        tr = self.trace
+        if isinstance(task, Compute):
+            tr.chip_spans.append(
+                Span(task.chip, start, end, kind, tid, label or task.kind, flops=task.flops)
+            )
+        elif isinstance(task, Exchange):
+            tr.chip_spans.append(Span(task.chip, start, end, kind, tid, label, bytes=task.bytes))
+        elif isinstance(task, Rng):
+            tr.rng_spans.append(Span(task.chip, start, end, kind, tid, label))
+        elif isinstance(task, Sync | Collective):
+            nbytes = task.bytes if isinstance(task, Collective) else 0.0
+            tr.chip_spans.extend(
+                Span(c, start, end, kind, tid, label, bytes=nbytes) for c in sorted(set(task.group))
+            )
+        elif isinstance(task, MemLoad | MemStore):
+            tr.chip_spans.append(Span(task.chip, start, end, kind, tid, label, bytes=task.bytes))
+        elif isinstance(task, Transfer):
+            route = self.system.chip_route(task.src, task.dst)
+            tr.link_spans.extend(
+                Span(ch, start, end, "transfer", tid, label, bytes=task.bytes)
+                for ch in route.channels
+            )
+
+
+def execute(system: System, graph: TaskGraph, *, fast_collectives: bool = True) -> Trace:
+    """Run ``graph`` on ``system``; the same inputs always give the same Trace."""
+    return Executor(system, graph, fast_collectives=fast_collectives).run()

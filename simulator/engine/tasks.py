@@ -1,0 +1,164 @@
+"""Frozen task types — what a strategy hands the engine (cf. Chakra's typed nodes).
+
+A task says *what* happens; the executor decides *when* (dependencies, resources) and the
+hardware model *how long*. All sizes are bytes, work is FLOP, times are seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+CollectiveKind = Literal[
+    "all_reduce",
+    "reduce_scatter",
+    "all_gather",
+    "all_to_all",
+    "broadcast",
+    "reduce",
+    "gather",
+    "scatter",
+]
+COLLECTIVE_KINDS: tuple[str, ...] = (
+    "all_reduce",
+    "reduce_scatter",
+    "all_gather",
+    "all_to_all",
+    "broadcast",
+    "reduce",
+    "gather",
+    "scatter",
+)
+Algorithm = Literal[
+    "auto", "ring", "bidirectional_ring", "meet_in_middle", "hierarchical", "direct"
+]
+ALGORITHMS: tuple[str, ...] = (
+    "auto",
+    "ring",
+    "bidirectional_ring",
+    "meet_in_middle",
+    "hierarchical",
+    "direct",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Compute:
+    """Work on a chip's tiles: ``flops`` on the AMP (``unit='amp'``) or vector units.
+
+    ``tiles`` is how many tiles the work is spread over (None: all); ``efficiency`` is the
+    fraction of peak the kernel reaches on those tiles; ``cycles`` (if given) overrides the
+    FLOP-based estimate with a cost model's own cycle count for the slowest tile.
+    """
+
+    chip: int
+    flops: float = 0.0
+    dtype: str = "fp16"
+    unit: Literal["amp", "vector"] = "amp"
+    tiles: int | None = None
+    efficiency: float = 1.0
+    cycles: float | None = None
+    label: str = ""
+    kind: Literal["compute", "recompute", "optimizer"] = "compute"
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """An on-chip exchange phase moving ``bytes`` spread over ``tiles`` tiles (None: all)."""
+
+    chip: int
+    bytes: float
+    tiles: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rng:
+    """Random numbers drawn on a chip's RNG units (per-tile hardware PRNG)."""
+
+    chip: int
+    samples: float
+    distribution: Literal["uniform", "gaussian", "bernoulli"] = "gaussian"
+    tiles: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Bytes from one chip to another over the system's routes.
+
+    Tile level: ``src_tile`` and ``dst_tile`` name one tile each (the stream is limited by that
+    tile's exchange port). Chip level (both None): the bytes are spread over ``tiles`` tiles of
+    each end (None: all tiles).
+    """
+
+    src: int
+    dst: int
+    bytes: float
+    src_tile: int | None = None
+    dst_tile: int | None = None
+    tiles: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Collective:
+    """A collective over ``group`` (chip ids; order is ring order) with ``bytes`` per chip."""
+
+    kind: CollectiveKind
+    group: tuple[int, ...]
+    bytes: float
+    algorithm: Algorithm = "auto"
+    root: int | None = None
+    dtype: str = "fp32"  # element type for the reduction arithmetic
+    tiles: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """A BSP barrier over ``group`` (one chip: internal sync; several: external sync)."""
+
+    group: tuple[int, ...]
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemLoad:
+    """Bytes read from the chip's Streaming Memory (DDR behind its gateway)."""
+
+    chip: int
+    bytes: float
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemStore:
+    """Bytes written to the chip's Streaming Memory."""
+
+    chip: int
+    bytes: float
+    label: str = ""
+
+
+Task = Compute | Exchange | Rng | Transfer | Collective | Sync | MemLoad | MemStore
+
+TASK_KIND: dict[type, str] = {
+    Compute: "compute",
+    Exchange: "exchange",
+    Rng: "rng",
+    Transfer: "transfer",
+    Collective: "collective",
+    Sync: "sync",
+    MemLoad: "memory",
+    MemStore: "memory",
+}
+
+
+def chips_of(task: Task) -> tuple[int, ...]:
+    """Chips a task names (for validation against a system)."""
+    if isinstance(task, Transfer):
+        return (task.src, task.dst)
+    if isinstance(task, Collective | Sync):
+        return task.group
+    return (task.chip,)

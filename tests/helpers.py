@@ -1,0 +1,74 @@
+"""Small hand-built systems for engine tests (independent of the shipped YAML topologies).
+
+The numbers here are test fixtures with round values so that expected times can be computed
+by hand; they are not hardware facts.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from simulator.hardware.model import Channel, Chip, ChipType
+from simulator.hardware.system import System
+
+TEST_CHIP = ChipType(
+    name="testchip",
+    tiles=100,
+    sram_per_tile_bytes=1000,
+    clock_hz=1e9,
+    threads_per_tile=6,
+    amp_flop_per_cycle=MappingProxyType({"fp16": 10.0, "fp32": 5.0}),
+    vector_flop_per_cycle=MappingProxyType({"fp16": 4.0, "fp32": 2.0}),
+    local_read_bytes_per_cycle=16,
+    local_write_bytes_per_cycle=8,
+    exchange_bytes_per_cycle=4,
+    exchange_efficiency=1.0,
+    offchip_tile_efficiency=1.0,
+    exchange_latency_s=100e-9,
+    sync_latency_s=50e-9,
+    external_sync_latency_s=200e-9,
+    link_egress_latency_s=0.0,
+    prng_bits_per_cycle=64,
+    prng_efficiency=1.0,
+    gaussian_uniform_draws=2.0,
+    ipu_links=10,
+    power_W=100.0,
+)
+
+
+def ring_system(
+    n: int,
+    link_Bps: float = 10e9,
+    hop_s: float = 1e-6,
+    chip: ChipType = TEST_CHIP,
+    bidirectional: bool = True,
+) -> System:
+    """``n`` chips on a ring; each link ``link_Bps`` per direction and ``hop_s`` latency."""
+    chips = [Chip(i, chip, machine=i, domain=0) for i in range(n)]
+    channels: list[Channel] = []
+    for i in range(n):
+        j = (i + 1) % n
+        if n == 2 and i == 1:
+            break
+        pairs = [(i, j), (j, i)] if bidirectional else [(i, j)]
+        for a, b in pairs:
+            channels.append(
+                Channel(
+                    len(channels), f"ipu:{a}", f"ipu:{b}", "ipu_link", link_Bps, link_Bps, hop_s
+                )
+            )
+    return System(f"ring{n}", chips, channels)
+
+
+def line_system(n: int, link_Bps: float = 10e9, hop_s: float = 1e-6) -> System:
+    """``n`` chips on a line (no wrap-around)."""
+    chips = [Chip(i, TEST_CHIP, machine=i, domain=0) for i in range(n)]
+    channels: list[Channel] = []
+    for i in range(n - 1):
+        for a, b in ((i, i + 1), (i + 1, i)):
+            channels.append(
+                Channel(
+                    len(channels), f"ipu:{a}", f"ipu:{b}", "ipu_link", link_Bps, link_Bps, hop_s
+                )
+            )
+    return System(f"line{n}", chips, channels)

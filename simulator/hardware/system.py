@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
+from itertools import pairwise
 
 import networkx as nx
 
@@ -66,11 +67,20 @@ class System:
 
     @cached_property
     def _domain_graphs(self) -> dict[int, nx.DiGraph]:
-        """Per IPU-Link domain: the subgraph of its chips and the IPU-Links between them."""
+        """Per IPU-Link domain: the subgraph of its chips and the IPU-Links between them.
+
+        An IPU-Link switch node (``sw:ipu<p>``, joined to chips by IPU-Link channels) belongs
+        to the domain of the chips it is joined to, so switched fabrics also stay in-domain.
+        """
         out: dict[int, nx.DiGraph] = {}
         for chip in self.chips:
             out.setdefault(chip.domain, nx.DiGraph()).add_node(chip.node)
         domain_of = {c.node: c.domain for c in self.chips}
+        chip_nodes = set(domain_of)
+        for ch in self.channels:  # switch nodes take the domain of a chip they touch
+            if ch.kind == "ipu_link" and (ch.src in chip_nodes) != (ch.dst in chip_nodes):
+                chip, other = (ch.src, ch.dst) if ch.src in chip_nodes else (ch.dst, ch.src)
+                domain_of.setdefault(other, domain_of[chip])
         for ch in self.channels:
             d = domain_of.get(ch.src)
             if ch.kind == "ipu_link" and d is not None and domain_of.get(ch.dst) == d:
@@ -95,11 +105,8 @@ class System:
             route = Route((), 0.0)
         else:
             direct = self._between.get(key)
-            if direct is not None:
-                path = [src, dst]
-            else:
-                path = self._path(src, dst)
-            chans = tuple(self._between[(a, b)] for a, b in zip(path, path[1:], strict=False))
+            path = [src, dst] if direct is not None else self._path(src, dst)
+            chans = tuple(self._between[(a, b)] for a, b in pairwise(path))
             route = Route(chans, self._latency(src, chans))
         self._routes[key] = route
         return route
@@ -132,10 +139,19 @@ class System:
         return {c.node: c for c in self.chips}
 
     def is_connected(self) -> bool:
-        """Whether every chip can reach every other chip."""
-        if self.num_chips <= 1:
-            return True
-        return nx.is_strongly_connected(self.graph.subgraph(self._reachable_nodes()))
+        """Whether every chip can reach every other chip (through any nodes and channels)."""
+        return not self.unreachable_chips()
 
-    def _reachable_nodes(self) -> list[str]:
-        return list(self.graph.nodes)
+    def unreachable_chips(self) -> tuple[int, ...]:
+        """Ids of the chips that cannot reach chip 0 or cannot be reached from it, in order.
+
+        Only chips matter: a host or switch hanging off one side does not make the chips
+        disconnected, and a stray node does not make them connected.
+        """
+        if self.num_chips <= 1:
+            return ()
+        start = self.chips[0].node
+        forward = nx.descendants(self.graph, start)
+        backward = nx.ancestors(self.graph, start)
+        both = forward & backward
+        return tuple(c.id for c in self.chips[1:] if c.node not in both)

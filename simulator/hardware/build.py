@@ -1,0 +1,437 @@
+"""Build a :class:`System` from a system file (and the chip file it names).
+
+Reading goes through the config layer (positions kept, strict schemas); unit-suffixed keys
+become SI only through :mod:`simulator.units`. The links are *generated*: the ``fabric`` pattern
+wires each pod (IPU-Link domain), every machine gets a gateway with PCIe to its chips and
+Streaming Memory behind it, gateways join the GW-Link switch, hosts hang off gateways or PCIe
+switches. Whatever the schema cannot decide alone is checked here and reported at the key that
+causes it: an unknown pattern, an explicit edge to a chip that does not exist, a chip with more
+IPU-Links than its type has, a system whose chips cannot all reach each other.
+
+Node names: ``ipu:<i>``, ``gw:<m>``, ``ddr:<m>``, ``host:<h>``, ``sw:gw`` (GW-Link switch),
+``sw:ipu<p>`` (switch pattern of pod p), ``sw:pcie<k>`` (host PCIe switch k).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import BaseModel
+
+from simulator.config import paths
+from simulator.config.load import render_path, validate
+from simulator.config.topology import (
+    PATTERNS,
+    ChipFile,
+    ExplicitPattern,
+    GatewayHost,
+    LadderPattern,
+    PcieHost,
+    SwitchPattern,
+    SystemFile,
+    Torus2dPattern,
+)
+from simulator.config.yamlio import Document, KeyPath, load_document
+from simulator.errors import InputError, did_you_mean, one_of
+from simulator.hardware.model import Channel, Chip, ChipType, StreamingMemory, SystemInfo
+from simulator.hardware.patterns import Bundle, bundles
+from simulator.hardware.system import System
+from simulator.units import to_internal, unit_of
+
+INLINE_LABEL = "<inline topology>"
+
+
+def si(model: BaseModel, key: str) -> float:
+    """The value of ``model.key`` in internal units, read from the key's unit suffix."""
+    unit = unit_of(key)
+    assert unit is not None, f"{key} has no unit suffix"
+    return to_internal(float(getattr(model, key)), unit)
+
+
+# ---- chip files ---------------------------------------------------------------------------------
+
+
+def chip_type_from(cf: ChipFile, name: str) -> ChipType:
+    """A validated chip file as a :class:`ChipType` in internal units."""
+    return ChipType(
+        name=cf.name or name,
+        tiles=cf.tiles,
+        sram_per_tile_bytes=int(si(cf, "sram_per_tile_bytes")),
+        clock_hz=si(cf, "clock_hz"),
+        threads_per_tile=cf.threads_per_tile,
+        amp_flop_per_cycle=MappingProxyType(cf.amp_flop_per_cycle.model_dump()),
+        vector_flop_per_cycle=MappingProxyType(cf.vector_flop_per_cycle.model_dump()),
+        local_read_bytes_per_cycle=cf.local_read_bytes_per_cycle,
+        local_write_bytes_per_cycle=cf.local_write_bytes_per_cycle,
+        exchange_bytes_per_cycle=cf.exchange_bytes_per_cycle,
+        exchange_efficiency=cf.exchange_efficiency,
+        offchip_tile_efficiency=cf.offchip_tile_efficiency,
+        exchange_latency_s=si(cf, "exchange_latency_ns"),
+        sync_latency_s=si(cf, "sync_latency_ns"),
+        external_sync_latency_s=si(cf, "external_sync_latency_ns"),
+        link_egress_latency_s=si(cf, "link_egress_latency_ns"),
+        prng_bits_per_cycle=cf.prng_bits_per_cycle,
+        prng_efficiency=cf.prng_efficiency,
+        gaussian_uniform_draws=cf.gaussian_uniform_draws,
+        ipu_links=cf.ipu_links,
+        power_W=si(cf, "power_W"),
+    )
+
+
+def load_chip_type(spec: str | Path, *, relative_to: str | Path | None = None) -> ChipType:
+    """Read a chip file (a built-in name such as ``gc200`` or a path) as a :class:`ChipType`."""
+    path = paths.resolve(spec, "chip", relative_to)
+    doc = load_document(path)
+    _check_kind(doc, (), "chip")
+    return chip_type_from(validate(doc, ChipFile), path.stem)
+
+
+# ---- system files -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Maps a key path of the system file to ``(file, line, key path)`` for error messages."""
+
+    doc: Document
+    at: KeyPath = ()
+
+    def error(self, message: str, *keys: str | int) -> InputError:
+        path = (*self.at, *keys)
+        file, line = self.doc.location(path)
+        return InputError(message, file=file, line=line, key_path=render_path(path) or None)
+
+
+def load_system(
+    spec: str | Path | Mapping[str, Any],
+    *,
+    origin: Document | None = None,
+    at: KeyPath = (),
+    relative_to: str | Path | None = None,
+) -> System:
+    """The system named by ``spec``: a built-in name (``pod64``), a path, or an inline mapping.
+
+    ``origin``/``at``: for an inline mapping taken from another file (a scenario's
+    ``topology:``), the document and key path it sits at, so errors name that file's lines;
+    inline mappings may omit ``schema_version`` and ``kind``. ``relative_to``: the file a
+    relative path was written in. Raises :class:`InputError` for any invalid input.
+    """
+    if isinstance(spec, Mapping):
+        data = {"schema_version": 1, "kind": "system", **spec}
+        doc = origin if origin is not None else Document(data, INLINE_LABEL)
+        where = _Where(doc, at if origin is not None else ())
+        default_name = "inline"
+        base = Path(doc.file) if origin is not None and Path(doc.file).is_file() else None
+    else:
+        path = paths.resolve(spec, "system", relative_to)
+        doc = load_document(path)
+        data, where, default_name, base = doc.data, _Where(doc), path.stem, path
+        _check_kind(doc, (), "system")
+    _check_pattern(data, where)
+    sf = validate(where.doc, SystemFile, at=where.at, data=data)
+    try:
+        chip = load_chip_type(sf.chip, relative_to=base)
+    except InputError as exc:
+        raise _relocate(exc, where, "chip") from None
+    return build_system(sf, chip, name=sf.name or default_name, where=where)
+
+
+def _relocate(exc: InputError, where: _Where, *keys: str) -> InputError:
+    """An error from the chip lookup, placed at the ``chip:`` key when it names no file."""
+    if exc.location.file is not None:
+        return exc
+    path = (*where.at, *keys)
+    file, line = where.doc.location(path)
+    return exc.at(file=file, line=line, key_path=render_path(path))
+
+
+def _check_kind(doc: Document, at: KeyPath, expected: str) -> None:
+    kind = doc.data.get("kind") if isinstance(doc.data, dict) else None
+    if isinstance(kind, str) and kind != expected:
+        file, line = doc.location((*at, "kind"))
+        raise InputError(
+            f"this is a '{kind}' file; a {expected} file is expected here",
+            file=file,
+            line=line,
+            key_path="kind",
+        )
+
+
+def _check_pattern(data: Any, where: _Where) -> None:
+    """An unknown ``fabric.pattern`` is reported with a did-you-mean before schema checks."""
+    fabric = data.get("fabric") if isinstance(data, Mapping) else None
+    pattern = fabric.get("pattern") if isinstance(fabric, Mapping) else None
+    if isinstance(pattern, str) and pattern not in PATTERNS:
+        raise where.error(
+            f"unknown pattern '{pattern}'{did_you_mean(pattern, PATTERNS)}; {one_of(PATTERNS)}",
+            "fabric",
+            "pattern",
+        )
+
+
+# ---- generation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Links:
+    """Accumulates channels: each bundle becomes two channels, one per direction."""
+
+    channels: list[Channel] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set)
+
+    def node(self, name: str) -> str:
+        if name not in self._seen:
+            self._seen.add(name)
+            self.nodes.append(name)
+        return name
+
+    def add(
+        self, a: str, b: str, kind: str, links: int, per_link_Bps: float, eff: float, lat_s: float
+    ) -> None:
+        nominal = per_link_Bps * links
+        for src, dst in ((a, b), (b, a)):
+            self.channels.append(
+                Channel(len(self.channels), src, dst, kind, nominal * eff, nominal, lat_s, links)
+            )
+
+
+def build_system(
+    sf: SystemFile, chip: ChipType, *, name: str, where: _Where | None = None
+) -> System:
+    """Generate chips and channels from a validated system file; check what the schema cannot."""
+    where = where or _Where(Document({}, INLINE_LABEL))
+    _check_shape(sf, where)
+    per_pod = sf.chips_per_pod
+    n_chips = sf.pods * per_pod
+    n_machines = sf.pods * sf.machines_per_pod
+    chips = [
+        Chip(id=i, type=chip, machine=i // sf.chips_per_machine, domain=i // per_pod)
+        for i in range(n_chips)
+    ]
+    out = _Links()
+    _ipu_links(sf, chip, chips, out, where)
+    if sf.gateway is not None:
+        _gateways(sf, chips, n_machines, out)
+    if sf.gw_links is not None:
+        g = sf.gw_links
+        sw = out.node("sw:gw")
+        for m in range(n_machines):
+            per_link = si(g, "link_Gbps")
+            out.add(
+                f"gw:{m}",
+                sw,
+                "gw_link",
+                g.links_per_machine,
+                per_link,
+                g.efficiency,
+                si(g, "latency_ns"),
+            )
+    if sf.host is not None:
+        _hosts(sf, chips, n_machines, out, where)
+    streaming = None
+    if sf.gateway is not None:
+        gw = sf.gateway
+        streaming = StreamingMemory(si(gw, "streaming_memory_GB"), si(gw, "streaming_memory_GBps"))
+    power = (
+        n_machines * si(sf, "machine_power_W")
+        if sf.machine_power_W is not None
+        else n_chips * chip.power_W
+    )
+    info = SystemInfo(
+        description=sf.description,
+        power_W=power,
+        machines=n_machines,
+        extra=MappingProxyType(
+            {
+                "pods": sf.pods,
+                "chips_per_machine": sf.chips_per_machine,
+                "pattern": sf.fabric.pattern,
+                "hypothetical": sf.hypothetical,
+            }
+        ),
+    )
+    system = System(
+        name, chips, out.channels, nodes=out.nodes, streaming_memory=streaming, info=info
+    )
+    missing = system.unreachable_chips()
+    if missing:
+        raise where.error(
+            f"system '{name}' is not connected: chip(s) {_ranges(missing)} cannot reach chip 0 "
+            "(or cannot be reached from it); add IPU-Links (fabric), a gateway with gw_links, "
+            "or fewer pods",
+            "fabric",
+        )
+    return system
+
+
+def _check_shape(sf: SystemFile, where: _Where) -> None:
+    """Keys that must agree with each other, reported at the key to change."""
+    n = sf.chips_per_pod
+    f = sf.fabric
+    if sf.pods > 1 and sf.gw_links is None:
+        raise where.error(
+            f"{sf.pods} pods need a gw_links section to join them (or use pods: 1)", "pods"
+        )
+    if sf.gw_links is not None and sf.gateway is None:
+        raise where.error("gw_links start at gateways: add a gateway section", "gw_links")
+    if isinstance(sf.host, GatewayHost) and sf.gateway is None:
+        raise where.error("host via: gateway needs a gateway section", "host", "via")
+    if isinstance(f, LadderPattern) and n % 2:
+        raise where.error(
+            f"a ladder pairs chips, but a pod has {n} chips (machines_per_pod × "
+            "chips_per_machine); use an even number",
+            "fabric",
+            "pattern",
+        )
+    if isinstance(f, Torus2dPattern) and f.rows * f.cols != n:
+        raise where.error(
+            f"rows × cols = {f.rows} × {f.cols} = {f.rows * f.cols}, but a pod has {n} chips "
+            "(machines_per_pod × chips_per_machine)",
+            "fabric",
+            "rows",
+        )
+
+
+def _ipu_links(
+    sf: SystemFile, chip: ChipType, chips: list[Chip], out: _Links, where: _Where
+) -> None:
+    """Wire every pod with the fabric pattern; check explicit edges and links per chip."""
+    per_pod = sf.chips_per_pod
+    fabric = sf.fabric
+    if isinstance(fabric, ExplicitPattern):
+        for i, edge in enumerate(fabric.edges):
+            a, b = edge[0], edge[1]
+            if len(edge) > 2 and edge[2] < 1:
+                raise where.error(
+                    f"edge {edge}: the link count (third number) must be at least 1",
+                    "fabric",
+                    "edges",
+                    i,
+                )
+            for end in (a, b):
+                if end >= per_pod:
+                    raise where.error(
+                        f"edge [{a}, {b}] names chip {end}, but a pod has {per_pod} chips "
+                        f"(0..{per_pod - 1}; ids are local to each pod)",
+                        "fabric",
+                        "edges",
+                        i,
+                    )
+            if a == b:
+                raise where.error(f"edge [{a}, {b}] joins chip {a} to itself", "fabric", "edges", i)
+    lat = si(sf, "ipu_link_hop_latency_ns")
+    per_link = si(sf, "ipu_link_GBps")
+    used = [0] * len(chips)
+    extra = si(fabric, "switch_latency_ns") if isinstance(fabric, SwitchPattern) else 0.0
+    for pod in range(sf.pods):
+        nodes = [c.node for c in chips[pod * per_pod : (pod + 1) * per_pod]]
+        switch_node = f"sw:ipu{pod}"
+        pod_bundles: list[Bundle] = bundles(fabric, nodes, switch_node)
+        if isinstance(fabric, SwitchPattern):
+            out.node(switch_node)
+        for a, b, n in pod_bundles:
+            out.add(a, b, "ipu_link", n, per_link, sf.ipu_link_efficiency, lat + extra / 2)
+            for end in (a, b):
+                if end.startswith("ipu:"):
+                    used[int(end[4:])] += n
+    worst = max(range(len(chips)), key=lambda i: used[i], default=None)
+    if worst is not None and used[worst] > chip.ipu_links:
+        raise where.error(
+            f"chip {worst} would use {used[worst]} IPU-Links but a {chip.name} chip has "
+            f"{chip.ipu_links}; use fewer links per edge (e.g. rung_links/rail_links)",
+            "fabric",
+        )
+
+
+def _gateways(sf: SystemFile, chips: list[Chip], n_machines: int, out: _Links) -> None:
+    """Per machine: ``gw:<m>`` joined to each chip by PCIe, ``ddr:<m>`` behind it."""
+    gw = sf.gateway
+    assert gw is not None
+    for m in range(n_machines):
+        out.node(f"gw:{m}")
+        out.node(f"ddr:{m}")
+    for c in chips:
+        out.add(
+            c.node,
+            f"gw:{c.machine}",
+            "pcie",
+            1,
+            si(gw, "pcie_GBps"),
+            gw.pcie_efficiency,
+            si(gw, "pcie_latency_ns"),
+        )
+    for m in range(n_machines):
+        out.add(
+            f"gw:{m}",
+            f"ddr:{m}",
+            "ddr",
+            1,
+            si(gw, "streaming_memory_GBps"),
+            1.0,
+            si(gw, "streaming_memory_latency_ns"),
+        )
+
+
+def _hosts(sf: SystemFile, chips: list[Chip], n_machines: int, out: _Links, where: _Where) -> None:
+    """Hosts spread evenly: over machines (via gateway) or over PCIe switches (via pcie)."""
+    host = sf.host
+    if isinstance(host, GatewayHost):
+        if host.hosts > n_machines:
+            raise where.error(
+                f"{host.hosts} hosts but only {n_machines} machine(s) to attach them to",
+                "host",
+                "hosts",
+            )
+        for m in range(n_machines):
+            h = out.node(f"host:{m * host.hosts // n_machines}")
+            out.add(
+                f"gw:{m}",
+                h,
+                "host_link",
+                host.links_per_machine,
+                si(host, "link_Gbps"),
+                host.efficiency,
+                si(host, "latency_ns"),
+            )
+    elif isinstance(host, PcieHost):
+        n_sw = -(-len(chips) // host.chips_per_switch)
+        if host.hosts > n_sw:
+            raise where.error(
+                f"{host.hosts} hosts but only {n_sw} PCIe switch(es) to attach them to",
+                "host",
+                "hosts",
+            )
+        for c in chips:
+            sw = out.node(f"sw:pcie{c.id // host.chips_per_switch}")
+            out.add(c.node, sw, "pcie", 1, si(host, "pcie_GBps"), host.pcie_efficiency, 0.0)
+        for k in range(n_sw):
+            h = out.node(f"host:{k * host.hosts // n_sw}")
+            out.add(
+                f"sw:pcie{k}",
+                h,
+                "host_link",
+                1,
+                si(host, "uplink_GBps"),
+                host.uplink_efficiency,
+                si(host, "latency_ns"),
+            )
+
+
+def _ranges(ids: tuple[int, ...] | list[int], limit: int = 12) -> str:
+    """``[1, 2, 3, 7]`` -> ``1-3, 7`` (shortened past ``limit`` runs)."""
+    runs: list[str] = []
+    start = prev = ids[0]
+    for i in [*ids[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    more = f" and {len(runs) - limit} more ranges" if len(runs) > limit else ""
+    return ", ".join(runs[:limit]) + more

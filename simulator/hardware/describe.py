@@ -1,0 +1,206 @@
+"""What ``ipusim topology show [--json]`` prints: a deterministic summary of a built System.
+
+:func:`describe` returns the JSON document of DESIGN.md § Contracts (``name``, ``num_chips``,
+``chips``, ``links``, ``peak_flops``, ``sram_bytes``, ``bisection_GBps``, ``power_W``) plus
+``tiles`` and ``streaming_memory``. Numbers are rounded (GB/s and ns to 6 decimals, FLOP/s and
+bytes to integers) so that float noise never reaches the output and the same system always
+prints the same bytes. :func:`format_text` renders it for humans.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import networkx as nx
+
+from simulator.hardware.model import DTYPES, Channel
+from simulator.hardware.system import System
+
+_FLOW_UNIT_BPS = 1e3
+"""Max-flow capacities are integers in this unit (kB/s): exact arithmetic, no float drift."""
+
+
+def _r(x: float, digits: int = 6) -> float:
+    """Round for output; ``-0.0`` and float noise never appear."""
+    return round(x, digits) + 0.0
+
+
+def link_bundles(system: System) -> list[dict[str, Any]]:
+    """One entry per physical link bundle (both directions of a node pair), in channel order."""
+    out: list[dict[str, Any]] = []
+    seen: set[frozenset[str]] = set()
+    for ch in system.channels:
+        key = frozenset((ch.src, ch.dst))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(
+            {
+                "endpoints": [ch.src, ch.dst],
+                "kind": ch.kind,
+                "links": ch.links,
+                "nominal_GBps": _r(ch.nominal_Bps / 1e9),
+                "achieved_GBps": _r(ch.capacity_Bps / 1e9),
+                "latency_ns": _r(ch.latency_s * 1e9, 3),
+            }
+        )
+    return out
+
+
+def _fabric_channels(system: System) -> list[Channel]:
+    """The channels chip-to-chip traffic may use: IPU-Links, GW-Links, and the PCIe links from
+    chips to gateways that have GW-Links. Host links and Streaming Memory are not fabric."""
+    gateways = {ch.src for ch in system.channels if ch.kind == "gw_link"}
+    gateways |= {ch.dst for ch in system.channels if ch.kind == "gw_link"}
+    return [
+        ch
+        for ch in system.channels
+        if ch.kind in ("ipu_link", "gw_link")
+        or (ch.kind == "pcie" and (ch.src in gateways or ch.dst in gateways))
+    ]
+
+
+def bisection_Bps(system: System) -> float:
+    """Max flow from the first half of the chip list to the second half, one direction.
+
+    A super-source feeds every chip of the first half and every chip of the second half drains
+    into a super-sink; capacities are the achieved ones of the fabric channels (see
+    :func:`_fabric_channels`: hosts and Streaming Memory do not count as bisection bandwidth).
+    """
+    n = system.num_chips
+    if n < 2:
+        return 0.0
+    g = nx.DiGraph()
+    g.add_nodes_from(c.node for c in system.chips)
+    for ch in _fabric_channels(system):
+        g.add_edge(ch.src, ch.dst, capacity=round(ch.capacity_Bps / _FLOW_UNIT_BPS))
+    source, sink = "__source__", "__sink__"
+    for c in system.chips[: n // 2]:
+        g.add_edge(source, c.node)  # no capacity attribute = unbounded
+    for c in system.chips[n // 2 :]:
+        g.add_edge(c.node, sink)
+    value = nx.maximum_flow_value(g, source, sink)
+    return float(value) * _FLOW_UNIT_BPS
+
+
+def describe(system: System) -> dict[str, Any]:
+    """The ``topology show --json`` document of ``system`` (deterministic, JSON-ready)."""
+    chips = system.chips
+    types = {c.type.name: c.type for c in chips}
+    count = Counter(c.type.name for c in chips)
+    peak = {
+        dt: round(sum(types[t].peak_flops(dt) * k for t, k in sorted(count.items())))
+        for dt in DTYPES
+    }
+    sm = system.streaming_memory
+    machines = system.info.machines
+    return {
+        "name": system.name,
+        "num_chips": system.num_chips,
+        "chips": [{"id": c.id, "machine": c.machine, "type": c.type.name} for c in chips],
+        "links": link_bundles(system),
+        "peak_flops": peak,
+        "sram_bytes": sum(c.type.sram_bytes for c in chips),
+        "bisection_GBps": _r(bisection_Bps(system) / 1e9),
+        "power_W": _r(system.info.power_W, 3),
+        "tiles": sum(c.type.tiles for c in chips),
+        "streaming_memory": None
+        if sm is None
+        else {
+            "machines": machines,
+            "capacity_bytes_per_machine": round(sm.capacity_bytes),
+            "bandwidth_GBps_per_machine": _r(sm.bandwidth_Bps / 1e9),
+            "capacity_bytes": round(sm.capacity_bytes * machines),
+        },
+    }
+
+
+# ---- text ---------------------------------------------------------------------------------------
+
+
+def _si_prefix(x: float, unit: str) -> str:
+    for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if abs(x) >= scale:
+            return f"{x / scale:,.2f} {prefix}{unit}"
+    return f"{x:,.2f} {unit}"
+
+
+def _bytes(n: float) -> str:
+    for scale, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,.0f} B"
+
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in rows
+    ]
+
+
+def format_text(desc: dict[str, Any], max_links: int = 64) -> str:
+    """A human-readable rendering of :func:`describe` output (links summarised by kind when
+    there are more than ``max_links`` bundles)."""
+    types = Counter(c["type"] for c in desc["chips"])
+    machines = len({c["machine"] for c in desc["chips"]})
+    kinds = ", ".join(f"{k} × {t}" for t, k in sorted(types.items()))
+    lines = [
+        f"system      {desc['name']}",
+        f"chips       {desc['num_chips']:,} ({kinds}) in {machines:,} machine(s)",
+        f"tiles       {desc['tiles']:,}",
+        f"SRAM        {_bytes(desc['sram_bytes'])} ({desc['sram_bytes']:,} B)",
+    ]
+    lines += [f"peak {dt:<6} {_si_prefix(v, 'FLOP/s')}" for dt, v in desc["peak_flops"].items()]
+    lines.append(f"bisection   {desc['bisection_GBps']:,.2f} GB/s per direction (achieved)")
+    lines.append(f"power       {desc['power_W']:,.0f} W")
+    sm = desc["streaming_memory"]
+    if sm is not None:
+        lines.append(
+            f"streaming   {_si_prefix(sm['capacity_bytes_per_machine'], 'B')} and "
+            f"{sm['bandwidth_GBps_per_machine']:g} GB/s per machine × {sm['machines']:,}"
+        )
+    else:
+        lines.append("streaming   none")
+    links = desc["links"]
+    lines.append("")
+    if len(links) <= max_links:
+        rows = [["endpoints", "kind", "links", "nominal GB/s", "achieved GB/s", "latency ns"]]
+        rows += [
+            [
+                f"{lk['endpoints'][0]} <-> {lk['endpoints'][1]}",
+                lk["kind"],
+                str(lk["links"]),
+                f"{lk['nominal_GBps']:,.2f}",
+                f"{lk['achieved_GBps']:,.2f}",
+                f"{lk['latency_ns']:,.1f}",
+            ]
+            for lk in links
+        ]
+        lines.append("links (per direction)")
+        right = {2, 3, 4, 5}
+    else:
+        groups: dict[tuple[str, int, float, float, float], int] = defaultdict(int)
+        for lk in links:
+            key = (
+                lk["kind"],
+                lk["links"],
+                lk["nominal_GBps"],
+                lk["achieved_GBps"],
+                lk["latency_ns"],
+            )
+            groups[key] += 1
+        rows = [["kind", "bundles", "links each", "nominal GB/s", "achieved GB/s", "latency ns"]]
+        rows += [
+            [kind, f"{n:,}", str(k), f"{nom:,.2f}", f"{ach:,.2f}", f"{lat:,.1f}"]
+            for (kind, k, nom, ach, lat), n in sorted(groups.items())
+        ]
+        lines.append(f"links: {len(links):,} bundles, summarised by kind (per direction)")
+        right = {1, 2, 3, 4, 5}
+    lines += ["  " + row for row in _table(rows, right)]
+    return "\n".join(lines) + "\n"

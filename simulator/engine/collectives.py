@@ -34,7 +34,7 @@ class Step:
 # GCL's choice of ring algorithm (graphcore/poplibs lib/popops/ReplicatedCollectives.cpp,
 # pickAllGatherMethod / pickReduceScatterMethod, "thresholds determined experimentally").
 # Software policy of the collectives library, not hardware: (ranks above, all-gather bytes,
-# reduce-scatter bytes) per IPU from which the bidirectional ring pair is used.
+# reduce-scatter bytes) of the per-IPU buffer from which the bidirectional ring pair is used.
 _GCL_BIDIR_THRESHOLDS = (
     (8, 19_922_944, 39_845_888),
     (4, 2_490_368, 4_980_736),
@@ -58,7 +58,7 @@ def choose_algorithm(system: System, kind: str, group: Sequence[int], nbytes: fl
     for above, ag_bytes, rs_bytes in _GCL_BIDIR_THRESHOLDS:
         if n > above:
             threshold = ag_bytes if kind == "all_gather" else rs_bytes
-            return "bidirectional_ring" if nbytes / n >= threshold else "ring"
+            return "bidirectional_ring" if nbytes >= threshold else "ring"
     return "ring"
 
 

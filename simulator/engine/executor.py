@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-import numpy as np
 import simpy
 
 from simulator.engine.collectives_run import CollectiveRun
 from simulator.engine.flows import FlowNetwork
 from simulator.engine.graph import TaskGraph
+from simulator.engine.paths import PathInfo, PathModel
 from simulator.engine.tasks import (
     TASK_KIND,
     Collective,
@@ -79,16 +79,7 @@ class Executor:
         self.env = CountingEnvironment()
         self.net = FlowNetwork(self.env, [c.capacity_Bps for c in system.channels])
         n = system.num_chips
-        self._xout = [
-            self.net.add_resource(c.type.tiles * c.type.tile_exchange_Bps) for c in system.chips
-        ]
-        self._xin = [
-            self.net.add_resource(c.type.tiles * c.type.tile_exchange_Bps) for c in system.chips
-        ]
-        self._tile_ports: dict[tuple[int, int, int], int] = {}
-        self._path_cache: dict[
-            tuple[int, int, int, int, int], tuple[tuple[int, ...], float, float]
-        ] = {}
+        self.paths = PathModel(system, self.net.add_resource)
         self._busy = [False] * n
         self._waiting: list[deque[Callable[[], None]]] = [deque() for _ in range(n)]
         self._rng_busy = [False] * n
@@ -119,17 +110,6 @@ class Executor:
         return t
 
     # ---- resources used by transfers ------------------------------------------------------
-    def tile_port(self, chip: int, tile: int, direction: int) -> int:
-        key = (chip, tile, direction)
-        res = self._tile_ports.get(key)
-        if res is None:
-            ct = self.system.chips[chip].type
-            if not 0 <= tile < ct.tiles:
-                raise ValueError(f"chip {chip} has tiles 0..{ct.tiles - 1}, not {tile}")
-            res = self.net.add_resource(ct.tile_exchange_Bps)
-            self._tile_ports[key] = res
-        return res
-
     def path(
         self,
         src: int,
@@ -137,33 +117,9 @@ class Executor:
         src_tile: int | None = None,
         dst_tile: int | None = None,
         tiles: int | None = None,
-    ) -> tuple[tuple[int, ...], float, float]:
-        """Resources, per-flow rate cap and latency of a transfer from ``src`` to ``dst``."""
-        key = (
-            src,
-            dst,
-            -1 if src_tile is None else src_tile,
-            -1 if dst_tile is None else dst_tile,
-            tiles or 0,
-        )
-        hit = self._path_cache.get(key)
-        if hit is not None:
-            return hit
-        sys = self.system
-        ct = sys.chips[src].type
-        route = sys.chip_route(src, dst)
-        offchip = src != dst
-        if src_tile is None or dst_tile is None:
-            first, last = self._xout[src], self._xin[dst]
-            used = min(tiles or ct.tiles, ct.tiles)
-            cap = used * (ct.tile_offchip_Bps if offchip else ct.tile_exchange_Bps)
-        else:
-            first, last = self.tile_port(src, src_tile, 0), self.tile_port(dst, dst_tile, 1)
-            cap = ct.tile_offchip_Bps if offchip else np.inf
-        resources = (first, *route.channels, last)
-        out = (resources, cap, ct.exchange_latency_s + route.latency_s)
-        self._path_cache[key] = out
-        return out
+    ) -> PathInfo:
+        """Resources, per-flow rate cap and latency of a transfer (see PathModel.path)."""
+        return self.paths.path(src, dst, src_tile, dst_tile, tiles)
 
     # ---- chip ownership -------------------------------------------------------------------
     def acquire(self, chips: tuple[int, ...], then: Callable[[], None], rng: bool = False) -> None:
@@ -241,7 +197,7 @@ class Executor:
             raise ValueError(
                 f"system {self.system.name} has no Streaming Memory path for chip {task.chip}"
             ) from exc
-        end = self._xin[task.chip] if isinstance(task, MemLoad) else self._xout[task.chip]
+        end = self.paths.xin[task.chip] if isinstance(task, MemLoad) else self.paths.xout[task.chip]
         ev = self.net.start((*route.channels, end), task.bytes)
         ev.callbacks.append(lambda _e: self._after(route.latency_s, tid))
 

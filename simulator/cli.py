@@ -1,0 +1,130 @@
+"""The ``ipusim`` command line.
+
+Exit codes (DESIGN.md § Contracts): 0 ran and feasible; 3 ran, plan infeasible; 2 invalid
+input (one message on stderr naming file:line, key path, bad value and what is valid);
+1 internal error. With ``--json`` stdout holds exactly one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from simulator import __version__
+from simulator.errors import InputError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INFEASIBLE = 0, 1, 2, 3
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import strategies  # noqa: F401 - registers every strategy
+    from simulator.metrics import to_json
+    from simulator.run import run_scenario
+
+    outcome = run_scenario(args.scenario, args.set or (), fast_collectives=not args.per_transfer)
+    result = outcome.result
+    if args.json:
+        sys.stdout.write(to_json(result))
+    else:
+        print(result.text())
+    return EXIT_OK if result.feasible else EXIT_INFEASIBLE
+
+
+def _cmd_topology_show(args: argparse.Namespace) -> int:
+    from simulator.hardware.build import load_system
+    from simulator.hardware.describe import describe, format_text
+
+    desc = describe(load_system(args.name))
+    if args.json:
+        sys.stdout.write(json.dumps(desc, indent=2) + "\n")
+    else:
+        print(format_text(desc))
+    return EXIT_OK
+
+
+def _cmd_topology_list(_args: argparse.Namespace) -> int:
+    from simulator.config.paths import builtin_names
+
+    for kind, title in (("system", "systems"), ("chip", "chips")):
+        print(f"{title}: {', '.join(builtin_names(kind))}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ipusim",
+        description="Discrete-event simulator of parallel training on Graphcore IPU systems.",
+        epilog="Exit codes: 0 ok, 3 plan infeasible, 2 invalid input, 1 internal error. "
+        "Docs: docs/ in the source tree.",
+    )
+    parser.add_argument("--version", action="version", version=f"ipusim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="simulate one scenario file",
+        description="Simulate a scenario (topology + model + strategy) and print its result.",
+        epilog="Example: ipusim run scenarios/quickstart.yaml --json",
+    )
+    run.add_argument("scenario", help="scenario file (or the name of one under scenarios/)")
+    run.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY.PATH=VALUE",
+        help="override a scenario key (value parsed as YAML), e.g. --set strategy.chips=[0,2]; "
+        "repeatable",
+    )
+    run.add_argument(
+        "--per-transfer",
+        action="store_true",
+        help="simulate every collective step flow by flow (no replay of identical steps); "
+        "slower, same answer where nothing contends",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    topo = sub.add_parser("topology", help="inspect systems", description="Inspect IPU systems.")
+    tsub = topo.add_subparsers(dest="topology_command", metavar="ACTION", required=True)
+    show = tsub.add_parser(
+        "show",
+        help="chips, links, bandwidths, bisection, peak FLOP/s and power of a system",
+        description="Describe a system: a name from topologies/ (e.g. pod64) or a path.",
+    )
+    show.add_argument("name", help="system name or path to a system YAML file")
+    show.add_argument("--json", action="store_true", help="print one JSON document")
+    show.set_defaults(func=_cmd_topology_show)
+    lst = tsub.add_parser("list", help="list the built-in systems and chips")
+    lst.set_defaults(func=_cmd_topology_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ipusim``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"ipusim: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("ipusim: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"ipusim: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if os.environ.get("IPUSIM_DEBUG"):
+            traceback.print_exc()
+        else:
+            print(
+                "ipusim: this is a bug; rerun with IPUSIM_DEBUG=1 for the traceback",
+                file=sys.stderr,
+            )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Running one scenario end to end: load, build, plan, execute, summarise.
+
+This and the CLI are the only places that look strategies up by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.config.scenario import LoadedScenario, load_scenario
+from simulator.engine.executor import execute
+from simulator.engine.trace import Trace
+from simulator.errors import InputError
+from simulator.hardware.build import load_system
+from simulator.hardware.system import System
+from simulator.strategy import Plan, PlanContext, lookup
+
+
+@dataclass
+class Outcome:
+    """What one run produced: the result and, for the viewers, what led to it."""
+
+    result: Any
+    plan: Plan
+    trace: Trace | None
+    system: System
+    context: PlanContext
+
+
+def build_system(loaded: LoadedScenario) -> System:
+    """The scenario's system: a built-in name, a path relative to the scenario, or a mapping."""
+    topo = loaded.scenario.topology
+    if isinstance(topo, str):
+        try:
+            return load_system(topo, relative_to=loaded.path)
+        except InputError as exc:
+            if exc.location.file is not None:
+                raise
+            file, line = loaded.document.location(("topology",))
+            raise exc.at(file=file, line=line, key_path="topology") from None
+    return load_system(topo, origin=loaded.document, at=("topology",))
+
+
+def run_loaded(loaded: LoadedScenario, *, fast_collectives: bool = True) -> Outcome:
+    """Plan and simulate an already loaded scenario."""
+    system = build_system(loaded)
+    strategy = lookup(loaded.scenario.strategy.type)
+    ctx = PlanContext(loaded, system, loaded.strategy)
+    plan = strategy.plan(ctx)
+    trace = (
+        execute(system, plan.graph, fast_collectives=fast_collectives) if plan.feasible else None
+    )
+    return Outcome(strategy.summarise(ctx, plan, trace), plan, trace, system, ctx)
+
+
+def run_scenario(
+    path: str | Path, overrides: tuple[str, ...] | list[str] = (), *, fast_collectives: bool = True
+) -> Outcome:
+    """Load ``path`` (with ``--set`` overrides), plan, simulate and summarise it."""
+    return run_loaded(load_scenario(path, overrides), fast_collectives=fast_collectives)

@@ -1,0 +1,87 @@
+"""The strategy interface and its registry.
+
+A strategy turns a validated scenario into a :class:`Plan` (a task graph plus what the
+results need) and a finished trace into a Result. ``simulator`` never imports a concrete
+strategy: modules in the ``strategies`` package call :func:`register` at import, and only the
+top (the CLI and :mod:`simulator.run`) look them up by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel
+
+from simulator.config.base import StrictModel
+from simulator.config.scenario import LoadedScenario, register_strategy_schema
+from simulator.engine.graph import TaskGraph
+from simulator.engine.trace import Trace
+from simulator.errors import InputError
+from simulator.hardware.system import System
+
+
+@dataclass
+class PlanContext:
+    """Everything a strategy may read while planning: the scenario, the system, the seed."""
+
+    scenario: LoadedScenario
+    system: System
+    params: BaseModel
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """A fresh generator from the scenario seed (one per call: plans stay reproducible)."""
+        return np.random.default_rng(self.scenario.scenario.seed)
+
+    def error(self, key_path: Iterable[str | int], message: str) -> InputError:
+        """An InputError located at ``key_path`` of the scenario file (or its --set origin)."""
+        path = tuple(key_path)
+        file, line = self.scenario.document.location(path)
+        rendered = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path)
+        return InputError(message, file=file, line=line, key_path=rendered.replace(".[", "["))
+
+
+@dataclass
+class Plan:
+    """A task graph and the facts about it that results need (payload, estimates, memory)."""
+
+    graph: TaskGraph
+    info: dict[str, Any] = field(default_factory=dict)
+    feasible: bool = True
+    reason: str | None = None
+
+
+class Strategy(Protocol):
+    """What every strategy module provides."""
+
+    name: str
+    params: type[StrictModel]
+
+    def plan(self, ctx: PlanContext) -> Plan: ...
+
+    def summarise(self, ctx: PlanContext, plan: Plan, trace: Trace | None) -> Any: ...
+
+
+_REGISTRY: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    """Make ``strategy`` available under ``strategy.name`` (and its schema to the config)."""
+    _REGISTRY[strategy.name] = strategy
+    register_strategy_schema(strategy.name, strategy.params)
+    return strategy
+
+
+def lookup(name: str) -> Strategy:
+    """The strategy registered under ``name`` (validated already by the scenario loader)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown strategy type '{name}'; one of: {', '.join(sorted(_REGISTRY))}")
+
+
+def registered() -> list[str]:
+    return sorted(_REGISTRY)

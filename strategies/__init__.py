@@ -1,0 +1,8 @@
+"""Strategies: each module plans one way of splitting the work and registers itself.
+
+Importing this package registers every strategy with :mod:`simulator.strategy`.
+"""
+
+from strategies import comm
+
+__all__ = ["comm"]

@@ -89,7 +89,8 @@ class CommResult:
             + (f", {self.algorithm}" if self.algorithm else "")
             + ")",
             f"  time            {self.time_s * 1e6:,.3f} us",
-            f"  bandwidth       {self.bandwidth_GBps:,.2f} GB/s (payload {self.payload_bytes:,.0f} B)",
+            f"  bandwidth       {self.bandwidth_GBps:,.2f} GB/s "
+            f"(payload {self.payload_bytes:,.0f} B)",
         ]
         if self.algbw_GBps is not None:
             lines.append(f"  algbw           {self.algbw_GBps:,.2f} GB/s")

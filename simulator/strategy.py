@@ -80,7 +80,8 @@ def lookup(name: str) -> Strategy:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise InputError(f"unknown strategy type '{name}'; one of: {', '.join(sorted(_REGISTRY))}")
+        names = ", ".join(sorted(_REGISTRY))
+        raise InputError(f"unknown strategy type '{name}'; one of: {names}") from None
 
 
 def registered() -> list[str]:

@@ -56,7 +56,7 @@ _CORE_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "map", "
 def core_tag(text: str) -> str:
     """The YAML 1.2 core-schema tag of a plain (unquoted) scalar."""
     for pattern, tag in ((_NULL, "null"), (_BOOL, "bool"), (_INT, "int"), (_FLOAT, "float")):
-        if pattern.match(text):
+        if pattern.fullmatch(text):
             return _TAG + tag
     return _TAG + "str"
 
@@ -214,14 +214,14 @@ class _Builder:
         text, tag = node.value, node.tag[len(_TAG) :]
         if tag == "str":
             return text
-        if tag == "null" and _NULL.match(text):
+        if tag == "null" and _NULL.fullmatch(text):
             return None
-        if tag == "bool" and _BOOL.match(text):
+        if tag == "bool" and _BOOL.fullmatch(text):
             return text.lower() == "true"
-        if tag == "int" and _INT.match(text):
+        if tag == "int" and _INT.fullmatch(text):
             return _to_int(text)
-        if tag == "float" and (_FLOAT.match(text) or _INT.match(text)):
-            return float(_to_int(text)) if _INT.match(text) else _to_float(text)
+        if tag == "float" and (_FLOAT.fullmatch(text) or _INT.fullmatch(text)):
+            return float(_to_int(text)) if _INT.fullmatch(text) else _to_float(text)
         raise self.error(f"'{text}' is not a valid !!{tag} value", node)
 
 
@@ -322,3 +322,30 @@ def render_value(value: Any, limit: int = 60) -> str:
     else:
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_LINE_BREAKS = "\x85\u2028\u2029\ufeff"
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string a YAML 1.2 reader would take for another type."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if any(c in value for c in _LINE_BREAKS):
+        style: str | None = '"'  # escaped: single quotes would fold them into spaces
+    else:
+        style = "'" if core_tag(value) != _TAG + "str" else None
+    return dumper.represent_scalar(_TAG + "str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text that :func:`parse_document` reads back as ``data`` (block style, key order kept).
+
+    Use this rather than ``yaml.safe_dump``, which writes strings such as ``1e6`` or ``0o7``
+    unquoted because YAML 1.1 reads them as strings; a YAML 1.2 reader takes them for numbers.
+    """
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)

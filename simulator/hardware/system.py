@@ -123,7 +123,8 @@ class System:
                 g = self._domain_graphs[ca.domain]
                 if nx.has_path(g, src, dst):
                     return list(nx.shortest_path(g, src, dst))
-            return list(nx.dijkstra_path(self.graph, src, dst, weight="latency"))
+            _, path = nx.bidirectional_dijkstra(self.graph, src, dst, weight="latency")
+            return list(path)
         except (nx.NetworkXNoPath, nx.NodeNotFound) as exc:
             raise ValueError(f"no route from {src} to {dst} in system {self.name}") from exc
 

@@ -220,17 +220,9 @@ def build_system(
     if sf.gw_links is not None:
         g = sf.gw_links
         sw = out.node("sw:gw")
+        rate, lat = si(g, "link_Gbps"), si(g, "latency_ns")
         for m in range(n_machines):
-            per_link = si(g, "link_Gbps")
-            out.add(
-                f"gw:{m}",
-                sw,
-                "gw_link",
-                g.links_per_machine,
-                per_link,
-                g.efficiency,
-                si(g, "latency_ns"),
-            )
+            out.add(f"gw:{m}", sw, "gw_link", g.links_per_machine, rate, g.efficiency, lat)
     if sf.host is not None:
         _hosts(sf, chips, n_machines, out, where)
     streaming = None

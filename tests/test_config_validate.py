@@ -46,6 +46,8 @@ class System(StrictModel):
     schedule: Literal["gpipe", "1f1b", "interleaved"] = "gpipe"
     source: str | dict[str, int] = "builtin"
     offload: bool = False
+    tiles: Literal["all"] | PositiveInt = "all"
+    members: Literal["all"] | list[int] = "all"
     collective: Annotated[Ring | Tree, Field(discriminator="kind")] | None = None
 
     @model_validator(mode="after")
@@ -162,6 +164,26 @@ def test_union_reports_the_member_that_got_further() -> None:
     err = check(GOOD + "source:\n  a: 1\n  b: x\n")
     assert err.location.line == 6 and err.location.key_path == "source.b"
     assert "expected an integer" in err.detail and "more" not in err.detail
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("0", "out of range (got 0; must be > 0, or one of: all)"),
+        ("al", "unknown value 'al' (did you mean 'all'?); one of: all, or an integer"),
+        ("1.5", "wrong type (got 1.5; expected an integer, or one of: all)"),
+    ],
+)
+def test_union_of_literal_and_number(value: str, detail: str) -> None:
+    err = check(GOOD + f"tiles: {value}\n")
+    assert err.location.line == 4 and err.location.key_path == "tiles"
+    assert err.detail == detail
+
+
+def test_union_of_literal_and_list_reports_the_item() -> None:
+    err = check(GOOD + "members: [0, 1, x]\n")
+    assert err.location.key_path == "members[2]"
+    assert err.detail == "wrong type (got 'x'; expected an integer)"
 
 
 def test_discriminated_union_bad_tag() -> None:

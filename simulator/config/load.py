@@ -13,7 +13,6 @@ so that errors inside them name ``--set`` rather than a wrong line of the file.
 from __future__ import annotations
 
 import copy
-import re
 import types
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,10 +21,33 @@ from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from simulator.config import paths
-from simulator.config.yamlio import Document, KeyPath, load_document, parse_value, render_value
+from simulator.config.yamlio import (
+    Document,
+    KeyPath,
+    get_path,
+    get_path_or_none,
+    load_document,
+    parse_key_path,
+    parse_value,
+    render_path,
+    render_value,
+)
 from simulator.errors import InputError, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
+
+__all__ = [
+    "apply_overrides",
+    "get_path",
+    "load_file",
+    "override_document",
+    "parse_key_path",
+    "parse_override",
+    "render_path",
+    "set_path",
+    "translate",
+    "validate",
+]
 
 _EXPECTED = {
     "int_type": "an integer",
@@ -58,21 +80,6 @@ _BOUNDS = {
     "string_pattern_mismatch": ("pattern", "must match the pattern {}"),
 }
 _YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n", "Yes", "No", "On", "Off", "YES", "NO"}
-
-
-def render_path(path: Iterable[str | int]) -> str:
-    """``('strategy', 'chips', 3)`` -> ``strategy.chips[3]``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def get_path(data: Any, path: KeyPath) -> Any:
-    """The sub-tree of ``data`` at ``path`` (KeyError/IndexError/TypeError if absent)."""
-    for part in path:
-        data = data[part]
-    return data
 
 
 # --- walking the schema alongside the data ----------------------------------------------------
@@ -146,13 +153,6 @@ def _choices(model: type[BaseModel], path: KeyPath, data: Any) -> list[Any]:
     return out
 
 
-def get_path_or_none(data: Any, path: KeyPath) -> Any:
-    try:
-        return get_path(data, path)
-    except (KeyError, IndexError, TypeError):
-        return None
-
-
 # --- turning pydantic errors into one InputError ----------------------------------------------
 
 
@@ -169,41 +169,60 @@ def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[KeyPath, str
     return tuple(path), None
 
 
-def _message(errors: list[dict[str, Any]], model: type[BaseModel], path: KeyPath, data: Any) -> str:
-    """The message for all pydantic errors found at one place in the data."""
-    err = errors[0]
+def _type_message(errors: list[dict[str, Any]], value: Any, extra: str = "") -> str:
+    wanted = " or ".join(dict.fromkeys(_EXPECTED[e["type"]] for e in errors)) + extra
+    hint = ""
+    if "true or false" in wanted and value in _YAML11_BOOLS:
+        hint = " (YAML 1.2 reads only true/false as booleans)"
+    elif isinstance(value, str) and "_" in value and value.replace("_", "").isdigit():
+        hint = " (write numbers without '_')"
+    return f"wrong type (got {render_value(value)}; expected {wanted}){hint}"
+
+
+def _one_message(err: dict[str, Any], extra: str = "") -> str:
+    """A bound, validator or other error; ``extra`` names other accepted forms (a union)."""
     kind, value = err["type"], err.get("input")
     got = render_value(value)
-    expected = [_EXPECTED[e["type"]] for e in errors if e["type"] in _EXPECTED]
-    if expected and len(expected) == len(errors):
-        wanted = " or ".join(dict.fromkeys(expected))
-        hint = ""
-        if "true or false" in expected and value in _YAML11_BOOLS:
-            hint = " (YAML 1.2 reads only true/false as booleans)"
-        elif isinstance(value, str) and "_" in value and value.replace("_", "").isdigit():
-            hint = " (write numbers without '_')"
-        return f"wrong type (got {got}; expected {wanted}){hint}"
-    if kind in ("literal_error", "enum"):
-        choices = _choices(model, path, data) or [err.get("ctx", {}).get("expected", "?")]
-        names = [str(c) for c in choices]
-        close = did_you_mean(str(value), names) if isinstance(value, str) else ""
-        return f"unknown value {got}{close}; one of: {', '.join(names)}"
     if kind in _BOUNDS:
         key, text = _BOUNDS[kind]
         bound = err.get("ctx", {}).get(key, "?")
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)
         shown = len(value) if kind.startswith(("too_", "string_too")) else got
-        return f"out of range (got {shown}; {text.format(bound)})"
+        return f"out of range (got {shown}; {text.format(bound)}{extra})"
+    msg = err["msg"]
     if kind in ("value_error", "assertion_error"):
-        msg = err["msg"]
-        return (
-            msg.split(", ", 1)[1]
-            if msg.startswith(("Value error, ", "Assertion failed, "))
-            else msg
+        prefixes = ("Value error, ", "Assertion failed, ")
+        return msg.split(", ", 1)[1] if msg.startswith(prefixes) else msg
+    msg = msg.replace("Input should be", "expected")
+    return f"{msg[:1].lower()}{msg[1:]} (got {got}{extra})"
+
+
+def _message(errors: list[dict[str, Any]], model: type[BaseModel], path: KeyPath, data: Any) -> str:
+    """The message for all pydantic errors found at one place in the data.
+
+    Several errors at one place come from a union (``Literal["all"] | PositiveInt``): the
+    message leads with the member the value was closest to and names the others as well.
+    """
+    value = errors[0].get("input")
+    types = [e for e in errors if e["type"] in _EXPECTED]
+    literals = [e for e in errors if e["type"] in ("literal_error", "enum")]
+    others = [e for e in errors if e not in types and e not in literals]
+    names = [str(c) for c in _choices(model, path, data)] if literals else []
+    if literals and not names:
+        names = [str(e.get("ctx", {}).get("expected", "?")) for e in literals]
+    choices = f"one of: {', '.join(names)}"
+    if others:
+        return _one_message(others[0], f", or {choices}" if literals else "")
+    if not literals:
+        return _type_message(types, value)
+    if isinstance(value, str) or not types:
+        close = did_you_mean(value, names) if isinstance(value, str) else ""
+        alternatives = " or ".join(dict.fromkeys(_EXPECTED[e["type"]] for e in types))
+        return f"unknown value {render_value(value)}{close}; {choices}" + (
+            f", or {alternatives}" if alternatives else ""
         )
-    msg = err["msg"].replace("Input should be", "expected")
-    return f"{msg[:1].lower()}{msg[1:]} (got {got})"
+    return _type_message(types, value, f", or {choices}")
 
 
 def _classify(err: dict[str, Any], data: Any) -> tuple[KeyPath, str, str]:
@@ -241,7 +260,8 @@ def translate(
     # got further (``t.a: expected an integer``): keep the deeper report.
     deeper = {path[:i] for path, _, _ in groups for i in range(len(path))}
     for key, errors in list(groups.items()):
-        if key[0] in deeper and all(e["type"] in _EXPECTED for e in errors):
+        outright = ("literal_error", "enum", *_EXPECTED)
+        if key[0] in deeper and key[1] == "value" and all(e["type"] in outright for e in errors):
             del groups[key]
 
     issues: list[tuple[tuple[bool, int, int], InputError]] = []
@@ -312,23 +332,6 @@ def load_file(
 
 
 # --- overrides ---------------------------------------------------------------------------------
-
-_PART = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
-
-
-def parse_key_path(text: str, source: str = "--set") -> KeyPath:
-    """``strategy.chips[3]`` -> ``('strategy', 'chips', 3)``."""
-    parts: list[str | int] = []
-    pos = 0
-    while pos < len(text):
-        match = _PART.match(text, pos)
-        if match is None or (pos == 0 and text.startswith(".")):
-            raise InputError(f"bad key path '{text}' (write key.path or key.list[0])", file=source)
-        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
-        pos = match.end()
-    if not parts:
-        raise InputError("empty key path (write key.path=value)", file=source)
-    return tuple(parts)
 
 
 def set_path(

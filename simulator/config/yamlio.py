@@ -92,6 +92,49 @@ def show_tag(tag: str) -> str:
     return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
 
 
+# --- key paths ---------------------------------------------------------------------------
+
+
+def render_path(path: Iterable[str | int]) -> str:
+    """``('strategy', 'chips', 3)`` -> ``strategy.chips[3]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def get_path(data: Any, path: KeyPath) -> Any:
+    """The sub-tree of ``data`` at ``path`` (KeyError/IndexError/TypeError if absent)."""
+    for part in path:
+        data = data[part]
+    return data
+
+
+def get_path_or_none(data: Any, path: KeyPath) -> Any:
+    try:
+        return get_path(data, path)
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+_PART = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_key_path(text: str, source: str = "--set") -> KeyPath:
+    """``strategy.chips[3]`` -> ``('strategy', 'chips', 3)``."""
+    parts: list[str | int] = []
+    pos = 0
+    while pos < len(text):
+        match = _PART.match(text, pos)
+        if match is None or (pos == 0 and text.startswith(".")):
+            raise InputError(f"bad key path '{text}' (write key.path or key.list[0])", file=source)
+        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        pos = match.end()
+    if not parts:
+        raise InputError("empty key path (write key.path=value)", file=source)
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class Document:
     """One YAML file's plain data plus where each key sits.

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from simulator.config.base import NonNegativeInt, PositiveInt, SchemaVersion, StrictModel
+from simulator.config.jsonschema import register_file_kind
 
 Dtype = Literal["fp16", "fp32"]
 ParamValue = int | float
@@ -193,3 +194,6 @@ class ModelFile(StrictModel):
     dtype: Dtype = "fp16"
     blocks: dict[str, BlockSpec] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
+
+
+register_file_kind("model", ModelFile)

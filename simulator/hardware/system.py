@@ -51,6 +51,7 @@ class System:
             graph.add_edge(ch.src, ch.dst, channel=ch.id, latency=ch.latency_s)
         self.graph = graph
         self._routes: dict[tuple[str, str], Route] = {}
+        self._gateway_paths: dict[tuple[str, str], list[str]] = {}
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -123,10 +124,31 @@ class System:
                 g = self._domain_graphs[ca.domain]
                 if nx.has_path(g, src, dst):
                     return list(nx.shortest_path(g, src, dst))
+            if ca is not None and cb is not None:
+                via = self._via_gateways(ca, cb)
+                if via is not None:
+                    return via
             _, path = nx.bidirectional_dijkstra(self.graph, src, dst, weight="latency")
             return list(path)
         except (nx.NetworkXNoPath, nx.NodeNotFound) as exc:
             raise ValueError(f"no route from {src} to {dst} in system {self.name}") from exc
+
+    def _via_gateways(self, a: Chip, b: Chip) -> list[str] | None:
+        """Chip -> its machine's gateway -> (cached gateway-to-gateway path) -> gateway -> chip.
+
+        Used between IPU-Link domains, where every route leaves through a gateway: the search
+        runs once per pair of gateways instead of once per pair of chips. None when either chip
+        has no direct link to its own gateway (then the general search decides).
+        """
+        ga, gb = f"gw:{a.machine}", f"gw:{b.machine}"
+        if (a.node, ga) not in self._between or (gb, b.node) not in self._between:
+            return None
+        key = (ga, gb)
+        middle = self._gateway_paths.get(key)
+        if middle is None:
+            _, found = nx.bidirectional_dijkstra(self.graph, ga, gb, weight="latency")
+            middle = self._gateway_paths[key] = list(found)
+        return [a.node, *middle, b.node]
 
     def _latency(self, src: str, chans: tuple[int, ...]) -> float:
         lat = sum(self.channels[c].latency_s for c in chans)

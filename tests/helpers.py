@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from simulator.engine.executor import execute
+from simulator.engine.graph import TaskGraph
+from simulator.engine.tasks import Collective, Task
+from simulator.engine.trace import Trace
 from simulator.hardware.model import Channel, Chip, ChipType
 from simulator.hardware.system import System
 
@@ -72,3 +76,24 @@ def line_system(n: int, link_Bps: float = 10e9, hop_s: float = 1e-6) -> System:
                 )
             )
     return System(f"line{n}", chips, channels)
+
+
+def run_tasks(system: System, *tasks: Task, fast_collectives: bool = True) -> Trace:
+    """Execute independent ``tasks`` (no dependencies between them) on ``system``."""
+    graph = TaskGraph()
+    graph.add_all(tasks)
+    return execute(system, graph, fast_collectives=fast_collectives)
+
+
+def run_collective(
+    system: System,
+    kind: str,
+    group: tuple[int, ...],
+    nbytes: float,
+    algorithm: str = "ring",
+    *,
+    fast_collectives: bool = True,
+) -> Trace:
+    """Trace of one Collective run alone on ``system``."""
+    task = Collective(kind, group, nbytes, algorithm)  # type: ignore[arg-type]
+    return run_tasks(system, task, fast_collectives=fast_collectives)

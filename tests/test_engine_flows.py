@@ -175,6 +175,31 @@ def test_add_resource_rejects_non_positive_capacity() -> None:
     assert net.capacity(0) == 5.0 and net.num_resources == 1
 
 
+def test_late_flows_terminate() -> None:
+    """Flows that start late in simulated time still end (no endless zero-length wake-ups).
+
+    Near t = 1e5 s one float step of the clock is ~1.5e-11 s; a remainder that would take
+    less than that to send must count as sent, or the network re-arms a wake-up at the same
+    instant forever.
+    """
+    env, net = _net(1.3e9)
+    done: dict = {}
+
+    def late() -> object:
+        yield env.timeout(1e5)
+        for k in range(3):
+            _record(env, net.start((0,), 7e8 * (k + 1) / 7), done, k)
+
+    env.process(late())
+    for _ in range(10_000):
+        if env.peek() == simpy.core.Infinity:
+            break
+        env.step()
+    assert len(done) == 3, f"flows still running after 10,000 events: {net.active_flows}"
+    # all three share 1.3e9 B/s: total 6e8 B in 0.4615 s of sending
+    assert max(done.values()) == pytest.approx(1e5 + 6e8 / 1.3e9, rel=1e-12)
+
+
 class _Owner:
     def __init__(self) -> None:
         self.calls = 0

@@ -225,8 +225,11 @@ class FlowNetwork:
         self._advance()
         self.recomputations += 1
         # departures
-        # a flow is done when less than a picosecond of sending (or a micro-byte) is left
-        done = (self._rem <= 1e-6) | (self._rem <= self._rate * 1e-12)
+        # a flow is done when less than a picosecond of sending (or a micro-byte) is left, or
+        # less than one step of the float clock at this instant (late in a long run a smaller
+        # wake-up would not advance the clock and would re-arm itself forever)
+        tick = max(1e-12, float(np.spacing(self.env.now)))
+        done = (self._rem <= 1e-6) | (self._rem <= self._rate * tick)
         finished: list[simpy.Event] = []
         if done.any():
             keep = ~done

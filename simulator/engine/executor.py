@@ -168,12 +168,15 @@ class Executor:
             self._after(compute_seconds(ct_of[task.chip].type, task), tid)
         elif isinstance(task, Exchange):
             ct = ct_of[task.chip].type
-            tiles = min(task.tiles or ct.tiles, ct.tiles)
-            self._after(ct.exchange_latency_s + task.bytes / (tiles * ct.tile_exchange_Bps), tid)
+            if task.cycles is not None:
+                self._after(task.cycles / ct.clock_hz, tid)
+            else:
+                rate = min(task.tiles or ct.tiles, ct.tiles) * ct.tile_exchange_Bps
+                self._after(ct.exchange_latency_s + task.bytes / rate, tid)
         elif isinstance(task, Sync):
             ct = ct_of[task.group[0]].type
             lat = ct.sync_latency_s if len(set(task.group)) == 1 else ct.external_sync_latency_s
-            self._after(lat, tid)
+            self._after(lat * task.count, tid)
         elif isinstance(task, Rng):
             self._after(rng_seconds(ct_of[task.chip].type, task), tid)
         elif isinstance(task, Transfer):

@@ -64,11 +64,16 @@ class Compute:
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """An on-chip exchange phase moving ``bytes`` spread over ``tiles`` tiles (None: all)."""
+    """An on-chip exchange phase moving ``bytes`` spread over ``tiles`` tiles (None: all).
+
+    ``cycles`` (if given) is a cost model's own count for the phase, replacing the estimate
+    exchange latency + bytes / (tiles x tile exchange rate).
+    """
 
     chip: int
     bytes: float
     tiles: int | None = None
+    cycles: float | None = None
     label: str = ""
 
 
@@ -117,9 +122,10 @@ class Collective:
 
 @dataclass(frozen=True, slots=True)
 class Sync:
-    """A BSP barrier over ``group`` (one chip: internal sync; several: external sync)."""
+    """``count`` BSP barriers over ``group`` (one chip: internal sync; several: external)."""
 
     group: tuple[int, ...]
+    count: int = 1
     label: str = ""
 
 

@@ -142,10 +142,11 @@ class CollectiveRun:
         finish = t0 + m.sent + m.latency
         events = []
         for i, (a, b) in enumerate(step.pairs):
-            if m.sent[i] <= elapsed:
+            res, cap, lat = self._path(a, b)
+            if m.sent[i] <= elapsed:  # sent in full during the replay
+                self.ex.net.add_bytes(res, step.nbytes)
                 continue
             left = step.nbytes * (1.0 - elapsed / m.sent[i])
-            res, cap, lat = self._path(a, b)
             ev = self.ex.net.start(res, left, cap, owner=self)
             ev.callbacks.append(lambda _e, i=i, lat=lat: finish.__setitem__(i, env.now + lat))
             events.append(ev)

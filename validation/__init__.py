@@ -1,0 +1,1 @@
+"""Published-measurement validation: data (jia19.yaml), evaluation and report tables."""

@@ -1,0 +1,163 @@
+"""The Jia19 Mk1 microbenchmarks as data, and the model's prediction for each.
+
+``validation/jia19.yaml`` holds every published number (value, unit, conditions, source) with
+the scenario that reproduces it and how it is judged. :func:`load_records` reads it strictly;
+:func:`evaluate` runs a record's scenario and compares. The test
+(tests/test_validation_jia19.py) asserts each record; :mod:`validation.report` prints the
+tables of docs/validation.md from the same data.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+import strategies  # noqa: F401 - registers the comm strategy
+from simulator.config.base import PositiveFloat, SchemaVersion, StrictModel
+from simulator.config.load import validate
+from simulator.config.yamlio import load_document
+from simulator.run import run_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "validation" / "jia19.yaml"
+
+Kind = Literal["calibration", "validation", "not_modelled"]
+Field_ = Literal["time_s", "bandwidth_GBps"]
+
+# Size of one published unit in the compared field's unit (time_s: seconds; bandwidth: GB/s).
+UNIT_SIZE: dict[str, dict[str, float]] = {
+    "time_s": {"s": 1.0, "us": 1e-6, "ns": 1e-9},
+    "bandwidth_GBps": {"GBps": 1.0, "percent": 1.0},
+}
+
+
+class Minus(StrictModel):
+    """A second run of the same scenario whose figure is subtracted (e.g. per-hop latency)."""
+
+    set: list[str] = Field(description="--set overrides of the subtracted run.")
+
+
+class Record(StrictModel):
+    """One published number and how the model is judged against it."""
+
+    id: str
+    source: Literal["Jia19"]
+    ref: str = Field(description="Table or figure of the paper.")
+    quantity: str
+    value: float | list[float] = Field(description="A number, or [low, high] for a range.")
+    unit: str
+    conditions: str
+    kind: Kind
+    calibrates: str | None = Field(None, description="The YAML value this number set.")
+    scenario: str | None = Field(None, description="Scenario path from the repository root.")
+    set: list[str] = Field(default_factory=list, description="--set overrides.")
+    minus: Minus | None = None
+    compare: Field_ | None = None
+    scale: PositiveFloat = Field(1.0, description="Prediction = compared field x scale.")
+    tolerance: PositiveFloat | None = Field(None, description="Relative; |error| must not exceed.")
+    expected_to_miss: bool = False
+    miss_bound: PositiveFloat | None = Field(
+        None, description="For a known miss: the error must stay within this (regression guard)."
+    )
+    reason: str | None = Field(None, description="Why not modelled, or why the model misses.")
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.kind == "not_modelled":
+            if self.reason is None:
+                raise ValueError(f"{self.id}: a not_modelled record needs a reason")
+            if self.scenario is not None or self.compare is not None:
+                raise ValueError(f"{self.id}: a not_modelled record has no scenario or compare")
+            return self
+        if self.scenario is None or self.compare is None or self.tolerance is None:
+            raise ValueError(f"{self.id}: needs scenario, compare and tolerance")
+        if not isinstance(self.value, float):
+            raise ValueError(f"{self.id}: a compared value is one number, not a range")
+        if self.unit not in UNIT_SIZE[self.compare]:
+            raise ValueError(
+                f"{self.id}: unit {self.unit!r} does not fit {self.compare} "
+                f"(choose one of {sorted(UNIT_SIZE[self.compare])})"
+            )
+        if self.kind == "calibration" and self.calibrates is None:
+            raise ValueError(f"{self.id}: a calibration record names what it calibrates")
+        if self.expected_to_miss:
+            if self.reason is None or self.miss_bound is None:
+                raise ValueError(f"{self.id}: an expected miss needs a reason and a miss_bound")
+            if self.miss_bound <= self.tolerance:
+                raise ValueError(f"{self.id}: miss_bound must exceed tolerance")
+        elif self.miss_bound is not None:
+            raise ValueError(f"{self.id}: miss_bound only goes with expected_to_miss")
+        return self
+
+
+class Jia19File(StrictModel):
+    """The whole file."""
+
+    schema_version: SchemaVersion
+    records: list[Record]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        ids = [r.id for r in self.records]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"record ids repeat: {dup}")
+        return self
+
+
+def load_records(path: Path = DATA) -> list[Record]:
+    """All records of ``path``, validated (unknown keys and inconsistencies are errors)."""
+    return validate(load_document(path), Jia19File).records
+
+
+@functools.cache
+def simulate(scenario: str, overrides: tuple[str, ...], field: str) -> float:
+    """The compared field of one run (cached: several records share a run)."""
+    outcome = run_scenario(ROOT / scenario, overrides)
+    return float(getattr(outcome.result, field))
+
+
+@dataclass(frozen=True)
+class Check:
+    """A record with its prediction: ``error`` = predicted / published - 1."""
+
+    record: Record
+    predicted: float
+    error: float
+
+    @property
+    def within_tolerance(self) -> bool:
+        """Whether |error| meets the record's tolerance."""
+        assert self.record.tolerance is not None
+        return abs(self.error) <= self.record.tolerance
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``fail``, ``expected miss`` or ``unexpected pass`` (a known miss that hit)."""
+        if not self.record.expected_to_miss:
+            return "pass" if self.within_tolerance else "fail"
+        if self.within_tolerance:
+            return "unexpected pass"
+        assert self.record.miss_bound is not None
+        return "expected miss" if abs(self.error) <= self.record.miss_bound else "fail"
+
+
+def predict(record: Record) -> float:
+    """The model's figure for ``record``, in the record's unit."""
+    assert record.scenario is not None and record.compare is not None, record.id
+    value = simulate(record.scenario, tuple(record.set), record.compare)
+    if record.minus is not None:
+        value -= simulate(record.scenario, tuple(record.minus.set), record.compare)
+    return value * record.scale / UNIT_SIZE[record.compare][record.unit]
+
+
+def evaluate(record: Record) -> Check:
+    """Run ``record``'s scenario and compare with the published value."""
+    assert isinstance(record.value, float), record.id
+    predicted = predict(record)
+    return Check(record, predicted, predicted / record.value - 1.0)

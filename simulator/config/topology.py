@@ -42,6 +42,20 @@ class DtypeRates(StrictModel):
     fp32: PositiveFloat
 
 
+class DtypeFractions(StrictModel):
+    """A fraction in (0, 1] for each dtype the simulator models."""
+
+    fp16: Fraction
+    fp32: Fraction
+
+
+class DtypeCounts(StrictModel):
+    """A positive whole number for each dtype the simulator models."""
+
+    fp16: PositiveInt
+    fp32: PositiveInt
+
+
 class ChipFile(StrictModel):
     """One IPU generation. Every field maps onto :class:`simulator.hardware.model.ChipType`."""
 
@@ -69,6 +83,29 @@ class ChipFile(StrictModel):
     gaussian_uniform_draws: PositiveFloat = Field(description="uniform draws per Gaussian")
     ipu_links: NonNegativeInt
     power_W: PositiveFloat
+    # Per-tile cost model (simulator.workloads.cost) and memory planner constants.
+    amp_pipeline_efficiency: DtypeFractions = Field(
+        description="asymptotic fraction of AMP peak while streaming (calibrated)"
+    )
+    amp_input_channels_per_group: DtypeCounts = Field(
+        description="contraction elements per AMP pass; shorter inputs are padded"
+    )
+    amp_output_channels_per_group: DtypeCounts = Field(
+        description="outputs per AMP pass (conv units); fewer outputs are padded"
+    )
+    amp_coeff_load_bytes_per_cycle: PositiveFloat = Field(
+        description="weight load rate into the AMP, per tile"
+    )
+    vertex_overhead_cycles: NonNegativeFloat = Field(
+        description="fixed cycles of one compute set on a tile"
+    )
+    code_base_per_tile_bytes: NonNegativeInt = Field(description="runtime and codelets per tile")
+    vertex_state_per_layer_per_tile_bytes: NonNegativeInt = Field(
+        description="vertex state and exchange code per layer per tile"
+    )
+    exchange_buffer_fraction: NonNegativeFloat = Field(
+        description="of the widest layer's working set held as exchange copies"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

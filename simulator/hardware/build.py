@@ -37,7 +37,14 @@ from simulator.config.topology import (
 )
 from simulator.config.yamlio import Document, KeyPath, load_document
 from simulator.errors import InputError, did_you_mean, one_of
-from simulator.hardware.model import Channel, Chip, ChipType, StreamingMemory, SystemInfo
+from simulator.hardware.model import (
+    Channel,
+    Chip,
+    ChipType,
+    StreamingMemory,
+    SystemInfo,
+    TileCostModel,
+)
 from simulator.hardware.patterns import Bundle, bundles
 from simulator.hardware.system import System
 from simulator.units import to_internal, unit_of
@@ -79,6 +86,22 @@ def chip_type_from(cf: ChipFile, name: str) -> ChipType:
         gaussian_uniform_draws=cf.gaussian_uniform_draws,
         ipu_links=cf.ipu_links,
         power_W=si(cf, "power_W"),
+        cost=TileCostModel(
+            amp_pipeline_efficiency=MappingProxyType(cf.amp_pipeline_efficiency.model_dump()),
+            amp_input_channels_per_group=MappingProxyType(
+                cf.amp_input_channels_per_group.model_dump()
+            ),
+            amp_output_channels_per_group=MappingProxyType(
+                cf.amp_output_channels_per_group.model_dump()
+            ),
+            amp_coeff_load_bytes_per_cycle=cf.amp_coeff_load_bytes_per_cycle,
+            vertex_overhead_cycles=cf.vertex_overhead_cycles,
+            code_base_per_tile_bytes=int(si(cf, "code_base_per_tile_bytes")),
+            vertex_state_per_layer_per_tile_bytes=int(
+                si(cf, "vertex_state_per_layer_per_tile_bytes")
+            ),
+            exchange_buffer_fraction=cf.exchange_buffer_fraction,
+        ),
     )
 
 

@@ -20,6 +20,25 @@ DTYPES = ("fp16", "fp32")
 
 
 @dataclass(frozen=True, slots=True)
+class TileCostModel:
+    """Constants of the per-tile compute and memory cost model of one chip generation.
+
+    Used by :mod:`simulator.workloads.cost` (op cycles on tiles) and the memory planner
+    (:func:`simulator.workloads.cost.chip_memory`); every value comes from the chip YAML,
+    where each carries its source. By dtype where the AMP differs per dtype.
+    """
+
+    amp_pipeline_efficiency: Mapping[str, float]  # asymptotic AMP streaming fraction (calibrated)
+    amp_input_channels_per_group: Mapping[str, int]  # contraction granularity of one AMP pass
+    amp_output_channels_per_group: Mapping[str, int]  # outputs per AMP pass (conv units)
+    amp_coeff_load_bytes_per_cycle: float  # weight (coefficient) load rate into the AMP
+    vertex_overhead_cycles: float  # fixed cost of one compute set on a tile (supervisor)
+    code_base_per_tile_bytes: int  # runtime + codelets on every tile (memory planner)
+    vertex_state_per_layer_per_tile_bytes: int  # per layer on every tile (memory planner)
+    exchange_buffer_fraction: float  # of the widest layer's working set (memory planner)
+
+
+@dataclass(frozen=True, slots=True)
 class ChipType:
     """One IPU generation (GC2, GC200, Bow) in internal units. Per-tile rates are per cycle."""
 
@@ -44,6 +63,7 @@ class ChipType:
     gaussian_uniform_draws: float  # cost of one Gaussian sample in uniform draws (assumption)
     ipu_links: int
     power_W: float
+    cost: TileCostModel | None = None  # per-tile cost-model constants (None: not described)
 
     @property
     def sram_bytes(self) -> int:

@@ -104,3 +104,128 @@ class CommResult:
             lines.append(f"  busiest link    {busiest[0]} at {busiest[1]:.1%} of the time")
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class BaselineRef:
+    """What a speedup is measured against."""
+
+    name: str
+    chips: int
+    step_time_s: float | None
+    throughput_samples_per_s: float | None
+
+
+@dataclass(frozen=True)
+class TrainingAnalytic:
+    """Closed-form step time of the same plan beside the simulated one."""
+
+    estimate_s: float
+    simulated_s: float
+    difference: float  # simulated / estimate - 1
+    formula: str
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """Result of a training scenario (single, data, pipeline, ...); fields in docs/metrics.md."""
+
+    name: str
+    feasible: bool
+    reason: str | None
+    strategy: str
+    system: str
+    model: str
+    chips: int
+    stages: int
+    replicas: int
+    schedule: str | None
+    global_batch: float
+    micro_batch: int
+    grad_accum: int
+    dtype: str
+    step_time_s: float | None
+    throughput_samples_per_s: float | None
+    speedup: float | None = None
+    scaling_efficiency: float | None = None
+    baseline: BaselineRef | None = None
+    bubble_fraction: float | None = None
+    flop_utilisation: float | None = None
+    breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
+    breakdown_mean: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, dict[str, int]] = field(default_factory=dict)
+    analytic: TrainingAnalytic | None = None
+    engine: EngineStats | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.feasible else 3
+
+    def text(self) -> str:
+        """A human summary."""
+        head = (
+            f"{self.name}: {self.model} on {self.system} ({self.chips} chips: "
+            f"{self.replicas} replica(s) x {self.stages} stage(s)"
+            + (f", {self.schedule}" if self.schedule and self.stages > 1 else "")
+            + ")"
+        )
+        lines = [head]
+        if not self.feasible:
+            lines.append(f"  INFEASIBLE: {self.reason}")
+        else:
+            lines += [
+                f"  batch           {self.global_batch:,.0f} samples/step = micro-batch "
+                f"{self.micro_batch} x {self.grad_accum} x {self.replicas} replicas",
+                f"  step time       {self.step_time_s * 1e3:,.3f} ms",  # type: ignore[operator]
+                f"  throughput      {self.throughput_samples_per_s:,.1f} samples/s",
+            ]
+            if self.speedup is not None and self.baseline is not None:
+                lines.append(
+                    f"  speedup         {self.speedup:.3f}x over {self.baseline.name} "
+                    f"({self.baseline.chips} chips); scaling efficiency "
+                    f"{self.scaling_efficiency:.1%}"
+                )
+            if self.flop_utilisation is not None:
+                lines.append(f"  FLOP utilisation {self.flop_utilisation:.1%} of peak")
+            if self.bubble_fraction is not None and self.stages > 1:
+                lines.append(f"  pipeline bubble {self.bubble_fraction:.1%}")
+            if self.breakdown_mean:
+                parts = ", ".join(
+                    f"{k} {v * 1e3:,.2f}" for k, v in self.breakdown_mean.items() if v > 0
+                )
+                lines.append(f"  mean per chip   {parts} (ms)")
+            if self.analytic is not None:
+                a = self.analytic
+                lines.append(
+                    f"  closed form     {a.estimate_s * 1e3:,.3f} ms; "
+                    f"simulated/estimate - 1 = {a.difference:+.2%}"
+                )
+        if self.memory:
+            worst = max(self.memory.items(), key=lambda kv: kv[1]["total"] / kv[1]["capacity"])
+            m = worst[1]
+            lines.append(
+                f"  memory          fullest chip {worst[0]}: {m['total'] / 2**20:,.1f} "
+                f"of {m['capacity'] / 2**20:,.1f} MiB "
+                f"({m['total'] / m['capacity']:.0%})"
+            )
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+
+def with_baseline(result: TrainingResult, base: TrainingResult) -> TrainingResult:
+    """``result`` with its speedup over ``base`` (throughput ratio, DESIGN.md § Contracts)."""
+    from dataclasses import replace
+
+    ref = BaselineRef(base.name, base.chips, base.step_time_s, base.throughput_samples_per_s)
+    speedup = efficiency = None
+    if result.throughput_samples_per_s and base.throughput_samples_per_s:
+        speedup = result.throughput_samples_per_s / base.throughput_samples_per_s
+        efficiency = speedup / (result.chips / base.chips)
+    warnings = list(result.warnings)
+    if not base.feasible:
+        warnings.append(f"baseline {base.name} is infeasible: {base.reason}")
+    return replace(
+        result, baseline=ref, speedup=speedup, scaling_efficiency=efficiency, warnings=warnings
+    )

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.config.scenario import LoadedScenario, load_scenario
+from simulator.config.scenario import LoadedScenario, load_baseline, load_scenario
 from simulator.engine.executor import execute
 from simulator.engine.trace import Trace
 from simulator.errors import InputError
 from simulator.hardware.build import load_system
 from simulator.hardware.system import System
+from simulator.metrics import TrainingResult, with_baseline
 from simulator.strategy import Plan, PlanContext, lookup
 
 
@@ -43,8 +44,10 @@ def build_system(loaded: LoadedScenario) -> System:
     return load_system(topo, origin=loaded.document, at=("topology",))
 
 
-def run_loaded(loaded: LoadedScenario, *, fast_collectives: bool = True) -> Outcome:
-    """Plan and simulate an already loaded scenario."""
+def run_loaded(
+    loaded: LoadedScenario, *, fast_collectives: bool = True, baseline: bool = True
+) -> Outcome:
+    """Plan and simulate an already loaded scenario (and its baseline, for the speedup)."""
     system = build_system(loaded)
     strategy = lookup(loaded.scenario.strategy.type)
     ctx = PlanContext(loaded, system, loaded.strategy)
@@ -52,7 +55,23 @@ def run_loaded(loaded: LoadedScenario, *, fast_collectives: bool = True) -> Outc
     trace = (
         execute(system, plan.graph, fast_collectives=fast_collectives) if plan.feasible else None
     )
-    return Outcome(strategy.summarise(ctx, plan, trace), plan, trace, system, ctx)
+    result = strategy.summarise(ctx, plan, trace)
+    if baseline and isinstance(result, TrainingResult) and loaded.scenario.baseline is not None:
+        try:
+            base = load_baseline(loaded)
+            base_result = (
+                run_loaded(base, fast_collectives=fast_collectives, baseline=False)
+                if base is not None
+                else None
+            )
+        except InputError as exc:
+            raise InputError(
+                f"in the baseline of {loaded.name}: {exc}", key_path=None, file=None
+            ) from None
+        if base_result is not None:
+            if isinstance(base_result.result, TrainingResult):
+                result = with_baseline(result, base_result.result)
+    return Outcome(result, plan, trace, system, ctx)
 
 
 def run_scenario(

@@ -19,8 +19,8 @@ what would help. Categories:
   state leaves SRAM except a buffer for the largest layer's share, streamed in for the update.
 * ``activations`` — what the micro-batch in its backward pass holds: every layer's stored
   tensors (:attr:`Layer.activation_elems`) plus the chip's input without recomputation; with
-  per-layer checkpointing only each layer's input (the checkpoints) plus one layer's
-  recomputed internals at a time.
+  checkpointing only each segment's input (a residual block, an attention or FFN part, or a
+  lone layer) plus one segment's recomputed internals at a time.
 * ``stash`` — the other ``in_flight - 1`` micro-batches' stored tensors (full or checkpoints)
   waiting for their backward pass: the pipeline stash, whose depth the caller gives.
 * ``exchange_buffers`` — receive/send buffers for the chip's input and output (activations
@@ -137,25 +137,35 @@ class MemoryPlan:
         return {name: getattr(self, name) for name in CATEGORIES}
 
 
+def _segments(layers: Sequence[Layer]) -> list[list[Layer]]:
+    """Consecutive layers of one named group (a residual block, an attention or FFN part);
+    an ungrouped layer is a segment of its own."""
+    out: list[list[Layer]] = []
+    for x in layers:
+        if out and x.group and out[-1][-1].group == x.group:
+            out[-1].append(x)
+        else:
+            out.append([x])
+    return out
+
+
 def _per_sample_activations(layers: Sequence[Layer], recompute: Recompute) -> tuple[int, int]:
     """(elements held by the micro-batch in backward, elements stashed per waiting micro-batch).
 
-    Checkpoint of layer i+1 is layer i's output, except for views (flatten) whose output is
-    memory already counted: c_i = min(output_i, stored_i). Recomputing layer i then needs its
-    stored tensors minus the checkpoint that is already there. This keeps
-    ``checkpoints + largest recompute <= full``, so recomputation never uses more memory.
+    Checkpointing keeps the input of every segment (a residual block, an encoder's attention or
+    FFN part, or a lone layer) and recomputes one segment at a time in the backward pass, as
+    Graphcore's recomputation checkpoints do: held = checkpoints + the largest segment's stored
+    tensors. Neither figure may exceed the no-recomputation one, so recomputation never uses
+    more memory.
     """
     first_input = layers[0].input_elems
     full = first_input + sum(x.activation_elems for x in layers)
     if recompute == "none":
         return full, full
-    last = len(layers) - 1
-    kept = [
-        min(x.output_elems, x.activation_elems) if i < last else 0 for i, x in enumerate(layers)
-    ]
-    checkpoints = first_input + sum(kept)
-    working = max(x.activation_elems - k for x, k in zip(layers, kept, strict=True))
-    return checkpoints + working, checkpoints
+    segments = _segments(layers)
+    checkpoints = sum(seg[0].input_elems for seg in segments)
+    working = max(sum(x.activation_elems for x in seg) for seg in segments)
+    return min(full, checkpoints + working), min(full, checkpoints)
 
 
 def _state_bytes_per_param(cfg: MemoryConfig) -> int:
@@ -245,8 +255,9 @@ def _try(
 def suggest(
     layers: Sequence[Layer], cfg: MemoryConfig, chip: ChipMemory, plan: MemoryPlan
 ) -> tuple[str, ...]:
-    """What would make an infeasible plan fit, each with the bytes it saves."""
-    out = [f"needs {_mib(plan.total)} of {_mib(plan.capacity)}: {_mib(plan.shortfall_bytes)} over"]
+    """What would make an infeasible plan fit, each with the bytes it saves (the shortfall
+    itself is the caller's to report)."""
+    out: list[str] = []
     per_sample = (plan.activations + plan.stash + plan.exchange_buffers) / cfg.micro_batch
     fixed = plan.total - per_sample * cfg.micro_batch
     room = plan.capacity - fixed

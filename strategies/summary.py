@@ -1,0 +1,232 @@
+"""From a training plan and its trace to a TrainingResult (formulas in docs/metrics.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from simulator.analytic import steps_estimate
+from simulator.engine.collectives import schedule as collective_steps
+from simulator.engine.trace import Trace
+from simulator.metrics import EngineStats, TrainingAnalytic, TrainingResult
+from simulator.strategy import Plan, PlanContext
+from simulator.workloads.memory import MemoryPlan
+from simulator.workloads.model import Model
+from strategies.schedule import in_flight
+from strategies.training import TrainingParams, describe_memory, gradient_bytes, stage_memory
+
+KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory")
+
+
+def memory_plans(
+    ctx: PlanContext, model: Model, tp: TrainingParams, lay: Any
+) -> dict[int, MemoryPlan]:
+    """SRAM plan of each chip of replica 0 (the other replicas hold the same)."""
+    out = {}
+    for d in range(lay.stages):
+        chip = lay.chips[0][d]
+        layers = [
+            model.layers[i]
+            for j, ls in enumerate(lay.vstage_layers)
+            if j % lay.stages == d
+            for i in ls
+        ]
+        depth = in_flight(lay.schedule, lay.stages, tp.grad_accum, d, lay.chunks)
+        out[chip] = stage_memory(
+            layers,
+            tp,
+            ctx.system.chips[chip].type,
+            in_flight=depth,
+            rts_factor=lay.replicas if lay.rts else 1,
+            micro_batches=tp.grad_accum,
+        )
+    return out
+
+
+def infeasible_plan(info: dict[str, Any], bad: list[tuple[int, MemoryPlan]]) -> Plan:
+    """A plan that does not fit: the reason says by how much and what would help."""
+    chip, worst = max(bad, key=lambda cp: cp[1].shortfall_bytes)
+    mib = 2**20
+    reason = (
+        f"does not fit in SRAM: chip {chip} needs {worst.total / mib:,.1f} MiB of "
+        f"{worst.capacity / mib:,.1f} MiB ({worst.shortfall_bytes / mib:,.1f} MiB over"
+        + (f"; {len(bad)} chips over" if len(bad) > 1 else "")
+        + ")"
+    )
+    if worst.suggestions:
+        reason += "; would help: " + "; ".join(worst.suggestions)
+    from simulator.engine.graph import TaskGraph
+
+    return Plan(TaskGraph(), info, feasible=False, reason=reason)
+
+
+def _all_chips_memory(plan: Plan) -> dict[str, dict[str, int]]:
+    lay = plan.info["layout"]
+    plans: dict[int, MemoryPlan] = plan.info["memory"]
+    out = {}
+    for r in range(lay.replicas):
+        for d in range(lay.stages):
+            out[str(lay.chips[r][d])] = describe_memory(plans[lay.chips[0][d]])
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None, strategy: str) -> TrainingResult:
+    info = plan.info
+    lay = info["layout"]
+    tp: TrainingParams = info["training"]
+    model: Model = info["model"]
+    chips = lay.stages * lay.replicas
+    common: dict[str, Any] = dict(
+        name=ctx.scenario.name,
+        strategy=strategy,
+        system=ctx.system.name,
+        model=model.name,
+        chips=chips,
+        stages=lay.stages,
+        replicas=lay.replicas,
+        schedule=lay.schedule if lay.stages > 1 else None,
+        global_batch=info["global_batch"],
+        micro_batch=tp.micro_batch,
+        grad_accum=tp.grad_accum,
+        dtype=tp.dtype,
+        memory=_all_chips_memory(plan),
+        warnings=list(lay.warnings),
+    )
+    if not plan.feasible or trace is None:
+        return TrainingResult(
+            feasible=False,
+            reason=plan.reason,
+            step_time_s=None,
+            throughput_samples_per_s=None,
+            **common,
+        )
+    built = info["built"]
+    step = trace.makespan
+    busy = trace.busy_by_kind(ctx.system.num_chips)
+    breakdown: dict[str, dict[str, float]] = {}
+    for r in range(lay.replicas):
+        for d in range(lay.stages):
+            chip, twin = lay.chips[r][d], lay.chips[0][d]
+            row = {k: float(busy[k][twin]) for k in KINDS if k != "collective"}
+            row["collective"] = float(busy["collective"][chip])
+            row["idle"] = max(0.0, step - sum(row.values()))
+            breakdown[str(chip)] = {k: row[k] for k in (*KINDS, "idle")}
+    breakdown = dict(sorted(breakdown.items(), key=lambda kv: int(kv[0])))
+    mean = {k: float(np.mean([b[k] for b in breakdown.values()])) for k in (*KINDS, "idle")}
+    samples = info["global_batch"]
+    useful = sum(c.useful_flops for c in built.costs) * tp.grad_accum * lay.replicas
+    peak = sum(ctx.system.chips[c].type.peak_flops(tp.dtype) for row in lay.chips for c in row)
+    analytic = _analytic(ctx, plan, step)
+    return TrainingResult(
+        feasible=True,
+        reason=None,
+        step_time_s=step,
+        throughput_samples_per_s=samples / step if step > 0 else None,
+        bubble_fraction=_bubble(trace, built.pipeline_tasks, lay),
+        flop_utilisation=useful / (step * peak) if step > 0 else None,
+        breakdown=breakdown,
+        breakdown_mean=mean,
+        analytic=analytic,
+        engine=EngineStats(
+            len(plan.graph),
+            trace.events_processed,
+            trace.flows_started,
+            trace.flow_recomputations,
+            trace.simulated_steps,
+            trace.cached_steps,
+        ),
+        **common,
+    )
+
+
+def _bubble(trace: Trace, tasks: set[int], lay: Any) -> float | None:
+    """Mean idle share of the pipeline window over replica 0's stage chips (docs/metrics.md)."""
+    if not tasks:
+        return None
+    start = min(trace.task_start[t] for t in tasks)
+    end = max(trace.task_end[t] for t in tasks)
+    window = end - start
+    if window <= 0:
+        return 0.0
+    busy: dict[int, float] = {}
+    for s in trace.chip_spans:
+        if s.task in tasks:
+            busy[s.row] = busy.get(s.row, 0.0) + s.duration
+    idle = [window - busy.get(c, 0.0) for c in lay.chips[0]]
+    return float(np.mean(idle) / window)
+
+
+def _analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalytic:
+    """Closed form: (M - 1) x slowest stage + sum of stages + boundary transfers, then the
+    largest stage's gradient collective (its own closed form) and the slowest update."""
+    info = plan.info
+    lay = info["layout"]
+    tp: TrainingParams = info["training"]
+    built = info["built"]
+    system = ctx.system
+    ct = system.chips[lay.chips[0][0]].type
+    per_vstage = [
+        c.forward.seconds(ct) + c.recompute.seconds(ct) + c.backward.seconds(ct)
+        for c in built.costs
+    ]
+    per_chip = [
+        sum(per_vstage[j] for j in range(len(per_vstage)) if j % lay.stages == d)
+        for d in range(lay.stages)
+    ]
+    m = tp.grad_accum
+    xfer = 0.0
+    for j, nbytes in enumerate(built.transfer_bytes):
+        a, b = lay.chip_of_vstage(0, j), lay.chip_of_vstage(0, j + 1)
+        if a != b:
+            route = system.chip_route(a, b)
+            cap = min(system.channels[c].capacity_Bps for c in route.channels)
+            xfer += 2 * (ct.exchange_latency_s + route.latency_s + nbytes / cap)
+    pipe = (m - 1) * max(per_chip) + sum(per_vstage) + xfer
+    coll = 0.0
+    if lay.replicas > 1:
+        for d in range(lay.stages):
+            group = [lay.chips[r][d] for r in range(lay.replicas)]
+            nbytes = gradient_bytes(built.chip_params.get(lay.chips[0][d], 0), tp)
+            kind = "reduce_scatter" if lay.rts else "all_reduce"
+            from simulator.engine.collectives import ring_order
+
+            steps = collective_steps(
+                system,
+                kind,
+                ring_order(system, group),
+                nbytes,
+                lay.all_reduce,
+                elem_bytes=2 if tp.dtype == "fp16" else 4,
+            )
+            rate = ct.tiles * ct.clock_hz * ct.vector_flop_per_cycle[tp.dtype]
+            est = steps_estimate(system, steps, None, rate).estimate_s
+            coll = max(coll, est * (2 if lay.rts else 1))
+    opt = max(c.optimizer.seconds(ct) for c in built.costs) / (lay.replicas if lay.rts else 1)
+    mem = _memory_seconds(ctx, plan)
+    est = pipe + coll + opt + mem
+    return TrainingAnalytic(
+        est,
+        simulated,
+        simulated / est - 1 if est > 0 else 0.0,
+        "(M-1) x slowest stage + sum of stages + 2 x boundary transfers, "
+        "+ largest gradient collective (closed form) + slowest optimizer update "
+        "+ busiest machine's Streaming Memory traffic / its bandwidth",
+        {"pipeline_s": pipe, "collective_s": coll, "optimizer_s": opt, "memory_s": mem},
+    )
+
+
+def _memory_seconds(ctx: PlanContext, plan: Plan) -> float:
+    """Streaming Memory bytes of replica 0's chips, per machine, over that machine's DDR."""
+    from simulator.engine.tasks import MemLoad, MemStore
+
+    sm = ctx.system.streaming_memory
+    if sm is None:
+        return 0.0
+    per_machine: dict[int, float] = {}
+    for node in plan.graph.nodes:
+        t = node.task
+        if isinstance(t, MemLoad | MemStore):
+            m = ctx.system.chips[t.chip].machine
+            per_machine[m] = per_machine.get(m, 0.0) + t.bytes
+    return max(per_machine.values(), default=0.0) / sm.bandwidth_Bps

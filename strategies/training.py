@@ -1,0 +1,262 @@
+"""What every training strategy shares: the ``training`` section, the scenario's model, the
+cost of a stage's work on its chip, and the memory plan.
+
+A *stage* is a contiguous (per kind) set of layers placed on one chip. Its work per
+micro-batch is costed by the tile cost model (:mod:`simulator.workloads.cost`) and turned into
+one compute, one exchange and one sync task per phase (forward, backward, optimizer): the
+supersteps of a phase run back to back on one chip, so their sum is the phase's duration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+
+from simulator.config.base import PositiveFloat, PositiveInt, StrictModel
+from simulator.engine.graph import TaskGraph
+from simulator.engine.tasks import Compute, Exchange, Sync
+from simulator.errors import InputError
+from simulator.hardware.model import ChipType
+from simulator.strategy import PlanContext
+from simulator.workloads.cost import chip_memory, op_cost, optimizer_cost
+from simulator.workloads.layers import DTYPE_BYTES, Layer
+from simulator.workloads.library import load_model
+from simulator.workloads.memory import MemoryConfig, MemoryPlan, plan_memory
+from simulator.workloads.model import Model, build_model
+
+
+class TrainingParams(StrictModel):
+    """The scenario's ``training:`` section (DESIGN.md § Contracts)."""
+
+    micro_batch: PositiveInt = Field(description="Samples (or packs) per micro-batch per replica.")
+    grad_accum: PositiveInt = Field(
+        1,
+        description="Micro-batches accumulated per step (pipelines: micro-batches in flight "
+        "per step, M).",
+    )
+    global_batch: PositiveInt | None = Field(
+        None,
+        description="Samples per step; checked against micro_batch x grad_accum x "
+        "replicas x samples_per_input.",
+    )
+    samples_per_input: PositiveFloat = Field(
+        1.0,
+        description="Samples one micro-batch element counts as (2 for packed BERT: a "
+        "512-token pack holds ~2 sequences).",
+    )
+    dtype: Literal["fp16", "fp32"] = Field("fp16", description="Weights and activations.")
+    master_weights: Literal["fp16", "fp32"] | None = Field(
+        None, description="Extra master copy of the weights in this dtype (e.g. fp32)."
+    )
+    optimizer: Literal["sgd", "momentum", "adam", "lamb"] = Field("sgd")
+    optimizer_state_dtype: Literal["fp16", "fp32"] = Field("fp32")
+    recompute: Literal["none", "checkpoint"] = Field(
+        "none", description="checkpoint: keep only layer inputs, recompute in the backward pass."
+    )
+    offload_optimizer_state: bool = Field(False, description="Keep it in Streaming Memory.")
+    offload_weights: bool = Field(False, description="Keep weights in Streaming Memory.")
+    steps: PositiveInt | None = Field(None, description="Steps to run (for time-to-train).")
+
+
+def training_params(ctx: PlanContext) -> TrainingParams:
+    """The validated ``training`` section (required for training strategies)."""
+    from simulator.config.load import validate
+
+    loaded = ctx.scenario
+    data = loaded.document.data.get("training")
+    if data is None:
+        raise ctx.error(
+            ("training",),
+            "a training scenario needs a `training:` section with at least micro_batch",
+        )
+    return validate(loaded.document, TrainingParams, at=("training",), data=data)
+
+
+def scenario_model(ctx: PlanContext) -> Model:
+    """The scenario's model: a library name, a path, ``{name:, params:}``, or inline layers."""
+    loaded = ctx.scenario
+    spec = loaded.scenario.model
+    if spec is None:
+        raise ctx.error(
+            ("model",),
+            "a training scenario needs `model:` (a name from models/, "
+            "a path, {name: ..., params: {...}} or an inline model)",
+        )
+    try:
+        if isinstance(spec, str):
+            return load_model(spec, relative_to=loaded.path)
+        if "layers" in spec:
+            return build_model(loaded.document, at=("model",))
+        extra = sorted(set(spec) - {"name", "params"})
+        if extra or "name" not in spec:
+            raise ctx.error(
+                ("model", extra[0] if extra else "name"),
+                "a model reference is {name: NAME, params: {KEY: VALUE}} "
+                f"(got keys {sorted(spec)}); an inline model has `layers:`",
+            )
+        params = spec.get("params") or {}
+        if not isinstance(params, dict):
+            raise ctx.error(("model", "params"), f"params must be a mapping (got {params!r})")
+        return load_model(str(spec["name"]), overrides=params, relative_to=loaded.path)
+    except InputError as exc:
+        if exc.location.file is not None:
+            raise
+        file, line = loaded.document.location(("model",))
+        raise exc.at(file=file, line=line, key_path="model") from None
+
+
+# ---- costs -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PhaseCost:
+    """One phase of a stage's work for one micro-batch: seconds by kind, and FLOPs."""
+
+    compute_s: float = 0.0
+    exchange_s: float = 0.0
+    syncs: int = 0
+    flops: float = 0.0
+
+    def __add__(self, other: PhaseCost) -> PhaseCost:
+        return PhaseCost(
+            self.compute_s + other.compute_s,
+            self.exchange_s + other.exchange_s,
+            self.syncs + other.syncs,
+            self.flops + other.flops,
+        )
+
+    def seconds(self, ct: ChipType) -> float:
+        return self.compute_s + self.exchange_s + self.syncs * ct.sync_latency_s
+
+
+ZERO = PhaseCost()
+
+
+def _cost(layer: Layer, phase: str, mb: int, dtype: str, ct: ChipType) -> PhaseCost:
+    c = op_cost(layer, phase, mb, dtype, ct)  # type: ignore[arg-type]
+    rate = c.tiles_used * ct.tile_exchange_Bps if c.tiles_used else ct.tile_exchange_Bps
+    return PhaseCost(c.compute_cycles / ct.clock_hz, c.exchange_bytes / rate, c.syncs, c.flops)
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """Per-micro-batch costs of one stage, and the stage's per-step optimizer cost."""
+
+    forward: PhaseCost
+    backward: PhaseCost  # input and weight gradients
+    recompute: PhaseCost  # forward again inside the backward pass (checkpointing)
+    optimizer: PhaseCost
+    params: int
+    useful_flops: float  # forward + backward FLOPs per micro-batch (no recomputation)
+
+
+def stage_cost(
+    layers: Sequence[Layer], needs_input_grad: Sequence[bool], tp: TrainingParams, ct: ChipType
+) -> StageCost:
+    """Cost the layers of one stage on chip type ``ct`` for one micro-batch."""
+    fwd = bwd = ZERO
+    for layer, grad_in in zip(layers, needs_input_grad, strict=True):
+        fwd += _cost(layer, "fwd", tp.micro_batch, tp.dtype, ct)
+        if grad_in and layer.backward_input_flops:
+            bwd += _cost(layer, "bwd_input", tp.micro_batch, tp.dtype, ct)
+        if layer.params and layer.backward_weight_flops:
+            bwd += _cost(layer, "bwd_weight", tp.micro_batch, tp.dtype, ct)
+    params = sum(x.params for x in layers)
+    opt = optimizer_cost(params, tp.optimizer, tp.dtype, ct) if params else None
+    opt_cost = ZERO
+    if opt is not None:
+        rate = max(opt.tiles_used, 1) * ct.tile_exchange_Bps
+        opt_cost = PhaseCost(
+            opt.compute_cycles / ct.clock_hz, opt.exchange_bytes / rate, opt.syncs, opt.flops
+        )
+    return StageCost(
+        fwd,
+        bwd,
+        fwd if tp.recompute == "checkpoint" else ZERO,
+        opt_cost,
+        params,
+        fwd.flops + bwd.flops,
+    )
+
+
+def add_phase(
+    graph: TaskGraph,
+    chip: int,
+    cost: PhaseCost,
+    ct: ChipType,
+    deps: Sequence[int],
+    label: str,
+    kind: Literal["compute", "recompute", "optimizer"] = "compute",
+) -> int:
+    """Append a phase as compute -> exchange -> sync tasks on ``chip``; return the last id."""
+    last = list(deps)
+    if cost.compute_s > 0 or cost.flops > 0:
+        last = [
+            graph.add(
+                Compute(
+                    chip,
+                    flops=cost.flops,
+                    cycles=cost.compute_s * ct.clock_hz,
+                    label=label,
+                    kind=kind,
+                ),
+                last,
+            )
+        ]
+    if cost.exchange_s > 0:
+        last = [
+            graph.add(Exchange(chip, 0.0, cycles=cost.exchange_s * ct.clock_hz, label=label), last)
+        ]
+    if cost.syncs > 0:
+        last = [graph.add(Sync((chip,), count=cost.syncs, label=label), last)]
+    if not last:
+        last = [graph.add(Sync((chip,), count=0, label=label), deps)]
+    return last[0]
+
+
+# ---- memory -------------------------------------------------------------------------------
+def stage_memory(
+    layers: Sequence[Layer],
+    tp: TrainingParams,
+    ct: ChipType,
+    *,
+    in_flight: int,
+    rts_factor: int,
+    micro_batches: int,
+) -> MemoryPlan:
+    """SRAM plan of one stage's chip."""
+    cfg = MemoryConfig(
+        micro_batch=tp.micro_batch,
+        dtype=tp.dtype,
+        master_weight_dtype=tp.master_weights,
+        optimizer=tp.optimizer,
+        optimizer_state_dtype=tp.optimizer_state_dtype,
+        recompute=tp.recompute,
+        in_flight=max(1, in_flight),
+        offload_optimizer_state=tp.offload_optimizer_state,
+        offload_weights=tp.offload_weights,
+        rts_factor=max(1, rts_factor),
+        micro_batches_per_step=micro_batches,
+    )
+    return plan_memory(layers, cfg, chip_memory(ct))
+
+
+def boundary_bytes(layer: Layer, tp: TrainingParams) -> float:
+    """Bytes of one micro-batch's activations leaving ``layer`` (and of their gradients)."""
+    return layer.output_elems * tp.micro_batch * DTYPE_BYTES[tp.dtype]
+
+
+def gradient_bytes(params: int, tp: TrainingParams) -> float:
+    """Bytes of a stage's gradients in the all-reduce (the compute dtype)."""
+    return params * DTYPE_BYTES[tp.dtype]
+
+
+def describe_memory(plan: MemoryPlan) -> dict[str, Any]:
+    """Bytes by category, total and capacity — the ``memory`` entry of a chip."""
+    return {
+        **plan.by_category(),
+        "total": plan.total,
+        "capacity": plan.capacity,
+        "streaming": plan.streaming_bytes,
+    }

@@ -68,9 +68,8 @@ def run_loaded(
             raise InputError(
                 f"in the baseline of {loaded.name}: {exc}", key_path=None, file=None
             ) from None
-        if base_result is not None:
-            if isinstance(base_result.result, TrainingResult):
-                result = with_baseline(result, base_result.result)
+        if base_result is not None and isinstance(base_result.result, TrainingResult):
+            result = with_baseline(result, base_result.result)
     return Outcome(result, plan, trace, system, ctx)
 
 

@@ -278,3 +278,19 @@ def test_two_collectives_sharing_links() -> None:
     for tid in (0, 1):
         assert fast.task_end[tid] == pytest.approx(slow.task_end[tid], rel=FAST_REL)
     assert fast.channel_bytes == pytest.approx(slow.channel_bytes, rel=FAST_REL)
+
+
+@pytest.mark.parametrize(
+    "algorithm", ["ring", "bidirectional_ring", "meet_in_middle", "direct", "hierarchical", "auto"]
+)
+def test_reduce_ends_on_the_root(algorithm: str) -> None:
+    s = ring_system(4)
+    steps = schedule(s, "reduce", (0, 1, 2, 3), 1e6, algorithm, root=2)
+    assert {b for _, b in steps[-1].pairs} == {2}
+    assert {a for a, _ in steps[-1].pairs} == {0, 1, 3}
+
+
+def test_hierarchical_reduce_across_domains_ends_on_the_root() -> None:
+    s = load_system("pod128")  # two IPU-Link domains
+    steps = schedule(s, "reduce", tuple(range(128)), 1e6, "hierarchical", root=5)
+    assert {b for _, b in steps[-1].pairs} == {5}

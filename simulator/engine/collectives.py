@@ -194,7 +194,7 @@ def schedule(
             ]
         algorithm = "ring"  # all_reduce / reduce_scatter / all_gather have no direct form here
     if algorithm == "hierarchical":
-        return _hierarchical(system, kind, group, nbytes, elem_bytes, keys)
+        return _hierarchical(system, kind, group, nbytes, elem_bytes, keys, root)
     rings = [group]
     if kind == "all_reduce":
         return _ring_phase(rings, nbytes, elem_bytes, True, algorithm, keys) + _ring_phase(
@@ -217,13 +217,14 @@ def _hierarchical(
     nbytes: float,
     elem_bytes: float,
     keys: _Keys,
+    root: int,
 ) -> list[Step]:
     """Ring inside each IPU-Link domain, ring across domains between matching positions."""
     by_domain: dict[int, list[int]] = {}
     for c in group:
         by_domain.setdefault(system.chips[c].domain, []).append(c)
     if len(by_domain) < 2 or not _equal_domain_split(system, group):
-        return schedule(system, kind, group, nbytes, "ring", elem_bytes=elem_bytes)
+        return schedule(system, kind, group, nbytes, "ring", elem_bytes=elem_bytes, root=root)
     inner = [list(ring_order(system, m)) for _, m in sorted(by_domain.items())]
     local = len(inner[0])
     outer = [[ring[j] for ring in inner] for j in range(local)]
@@ -241,7 +242,7 @@ def _hierarchical(
         steps += _ring_phase(outer, nbytes / local, elem_bytes, False, "ring", keys)
         steps += _ring_phase(inner, nbytes, elem_bytes, False, inner_alg, keys)
         return steps
-    return schedule(system, kind, group, nbytes, "ring", elem_bytes=elem_bytes)
+    return schedule(system, kind, group, nbytes, "ring", elem_bytes=elem_bytes, root=root)
 
 
 def minimum_payload(kind: str, n: int, nbytes: float) -> float:

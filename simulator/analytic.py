@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from simulator.engine.collectives import Step
-from simulator.engine.paths import PathModel
+from simulator.engine.paths import PathInfo, PathModel
 from simulator.hardware.system import System
 
 
@@ -57,21 +57,29 @@ def path_model(system: System) -> PathModel:
 
 
 def exchange_estimate(
-    paths: PathModel, transfers: Iterable[TransferSpec], reduce_s: float = 0.0
+    paths: PathModel, flows: Iterable[tuple[PathInfo, float]], reduce_s: float = 0.0
 ) -> Estimate:
-    """Estimate of one exchange phase in which all ``transfers`` run together."""
+    """Estimate of one exchange phase in which all ``flows`` (path, bytes) run together."""
     slowest = 0.0
     latency = 0.0
     load: dict[int, float] = defaultdict(float)
-    for t in transfers:
-        info = paths.path(t.src, t.dst, t.src_tile, t.dst_tile, t.tiles)
+    for info, nbytes in flows:
         latency = max(latency, info[2])
-        slowest = max(slowest, info[2] + t.nbytes / paths.bottleneck(info))
+        slowest = max(slowest, info[2] + nbytes / paths.bottleneck(info))
         for r in info[0]:
-            load[r] += t.nbytes
+            load[r] += nbytes
     congestion = max((b / paths.capacity[r] for r, b in load.items()), default=0.0)
     estimate = max(slowest, latency + congestion)
     return Estimate(estimate + reduce_s, max(latency, congestion) + reduce_s)
+
+
+def transfer_flows(
+    paths: PathModel, transfers: Iterable[TransferSpec]
+) -> list[tuple[PathInfo, float]]:
+    """The (path, bytes) of chip-to-chip transfers."""
+    return [
+        (paths.path(t.src, t.dst, t.src_tile, t.dst_tile, t.tiles), t.nbytes) for t in transfers
+    ]
 
 
 def steps_estimate(
@@ -86,6 +94,6 @@ def steps_estimate(
         if est is None:
             specs = [TransferSpec(a, b, step.nbytes, tiles=tiles) for a, b in step.pairs]
             red = step.reduce_elems / reduce_rate if step.reduce_elems else 0.0
-            est = memo[step.key] = exchange_estimate(paths, specs, red)
+            est = memo[step.key] = exchange_estimate(paths, transfer_flows(paths, specs), red)
         total = Estimate(total.estimate_s + est.estimate_s, total.lower_bound_s + est.lower_bound_s)
     return total

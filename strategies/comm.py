@@ -12,7 +12,13 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from simulator.analytic import TransferSpec, exchange_estimate, path_model, steps_estimate
+from simulator.analytic import (
+    TransferSpec,
+    exchange_estimate,
+    path_model,
+    steps_estimate,
+    transfer_flows,
+)
 from simulator.config.base import NonNegativeInt, PositiveFloat, PositiveInt, StrictModel
 from simulator.engine.collectives import (
     choose_algorithm,
@@ -22,12 +28,21 @@ from simulator.engine.collectives import (
 )
 from simulator.engine.collectives_run import ELEM_BYTES
 from simulator.engine.graph import TaskGraph
-from simulator.engine.tasks import ALGORITHMS, Collective, Compute, Transfer
+from simulator.engine.tasks import ALGORITHMS, Collective, Compute, MemLoad, Transfer
 from simulator.engine.trace import Trace
 from simulator.metrics import Analytic, CommResult, EngineStats
 from simulator.strategy import Plan, PlanContext, register
 
-TILE_PATTERNS = ("p2p", "random", "broadcast", "gather", "scatter", "reduce")
+TILE_PATTERNS = (
+    "p2p",
+    "pairs",
+    "random",
+    "broadcast",
+    "gather",
+    "scatter",
+    "reduce",
+    "host_write",
+)
 CHIP_PATTERNS = ("all_reduce", "reduce_scatter", "all_gather", "all_to_all")
 
 
@@ -36,11 +51,13 @@ class CommParams(StrictModel):
 
     pattern: Literal[
         "p2p",
+        "pairs",
         "random",
         "broadcast",
         "gather",
         "scatter",
         "reduce",
+        "host_write",
         "all_reduce",
         "reduce_scatter",
         "all_gather",
@@ -100,6 +117,12 @@ class Comm:
                 ("strategy", "chips"),
                 f"p2p needs exactly two chips [source, destination] (got {p.chips})",
             )
+        if p.pattern == "pairs" and len(chips) not in (1, 2):
+            raise ctx.error(
+                ("strategy", "chips"),
+                f"pairs needs one chip (on-chip pairs) or two [source, destination] "
+                f"(got {p.chips})",
+            )
         if not chips:
             raise ctx.error(("strategy", "chips"), "no chips given (use `all` or a list)")
         if p.root is not None and p.root not in chips:
@@ -158,6 +181,17 @@ class Comm:
                 "payload": minimum_payload(p.pattern, len(chips), per_chip),
             }
             return Plan(g, info)
+        if p.pattern == "host_write":
+            for c in chips:
+                for t in range(tiles):
+                    g.add(MemLoad(c, per_tile, source="host", tile=t, label="host write"))
+            info |= {
+                "algorithm": None,
+                "transfers": len(chips) * tiles,
+                "payload": len(chips) * tiles * per_tile,
+                "specs": [],
+            }
+            return Plan(g, info)
         specs = self._tile_transfers(ctx, p, chips, tiles, per_tile, root)
         ids = [g.add(Transfer(s.src, s.dst, s.nbytes, s.src_tile, s.dst_tile)) for s in specs]
         if p.pattern == "reduce":
@@ -188,6 +222,8 @@ class Comm:
         if p.pattern == "p2p":
             a, d = chips
             return [TransferSpec(a, d, b, t, t) for t in range(tiles)]
+        if p.pattern == "pairs":
+            return self._pairs(ctx, chips, tiles, b)
         if p.pattern == "random":
             rng = ctx.rng
             out = []
@@ -200,6 +236,25 @@ class Comm:
             return [TransferSpec(root, c, b, 0, t) for c, t in everyone if (c, t) != (root, 0)]
         # gather, reduce
         return [TransferSpec(c, root, b, t, 0) for c, t in everyone if (c, t) != (root, 0)]
+
+    @staticmethod
+    def _pairs(ctx: PlanContext, chips: list[int], tiles: int, b: float) -> list[TransferSpec]:
+        """Tiles 0..T-1 of the first chip each send to a distinct tile of the last chip, drawn
+        by a random permutation (Jia19's "random distinct pairs"); on one chip no tile sends
+        to itself."""
+        a, d = chips[0], chips[-1]
+        have = ctx.system.chips[d].type.tiles
+        dest = [int(x) for x in ctx.rng.permutation(have)[:tiles]]
+        if a == d:
+            fixed = [i for i in range(tiles) if dest[i] == i]
+            if len(fixed) == 1:  # swap with any other position (its tile differs from both)
+                j = (fixed[0] + 1) % tiles if tiles > 1 else fixed[0]
+                fixed.append(j)
+            for k in range(len(fixed)):
+                i, j = fixed[k], fixed[(k + 1) % len(fixed)]
+                if k < len(fixed) - 1:
+                    dest[i], dest[j] = dest[j], dest[i]
+        return [TransferSpec(a, d, b, t, dest[t]) for t in range(tiles)]
 
     # ---- results ----------------------------------------------------------------------------
     def summarise(self, ctx: PlanContext, plan: Plan, trace: Trace | None) -> CommResult:
@@ -238,9 +293,21 @@ class Comm:
                         ct.clock_hz * ct.vector_flop_per_cycle[p.dtype]
                     )
                 )
-            est = exchange_estimate(path_model(system), specs, red)
+            paths = path_model(system)
+            if p.pattern == "host_write":
+                flows = [
+                    (
+                        paths.stream_path(system.host_node(c) or "", c, inbound=True, tile=t),
+                        float(info["bytes_per_tile"]),
+                    )  # type: ignore[arg-type]
+                    for c in chips
+                    for t in range(info["tiles"])  # type: ignore[call-overload]
+                ]
+            else:
+                flows = transfer_flows(paths, specs)
+            est = exchange_estimate(paths, flows, red)
             formula = "max(slowest transfer alone, latency + busiest resource bytes/capacity)"
-            transfers = len(specs)
+            transfers = int(info["transfers"])  # type: ignore[call-overload]
         payload = float(info["payload"])  # type: ignore[arg-type]
         util = {}
         if t > 0:

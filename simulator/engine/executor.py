@@ -192,17 +192,22 @@ class Executor:
 
     def _memory(self, tid: int, task: MemLoad | MemStore) -> None:
         chip = self.system.chips[task.chip]
-        ddr = f"ddr:{chip.machine}"
-        src, dst = (ddr, chip.node) if isinstance(task, MemLoad) else (chip.node, ddr)
+        inbound = isinstance(task, MemLoad)
+        host = inbound and task.source == "host"  # type: ignore[union-attr]
+        node = self.system.host_node(task.chip) if host else f"ddr:{chip.machine}"
+        what = "host" if host else "Streaming Memory"
+        if node is None:
+            raise ValueError(f"system {self.system.name} has no {what} for chip {task.chip}")
         try:
-            route = self.system.route(src, dst)
+            res, cap, lat = self.paths.stream_path(
+                node, task.chip, inbound=inbound, tile=getattr(task, "tile", None)
+            )
         except ValueError as exc:
             raise ValueError(
-                f"system {self.system.name} has no Streaming Memory path for chip {task.chip}"
+                f"system {self.system.name} has no {what} path for chip {task.chip}"
             ) from exc
-        end = self.paths.xin[task.chip] if isinstance(task, MemLoad) else self.paths.xout[task.chip]
-        ev = self.net.start((*route.channels, end), task.bytes)
-        ev.callbacks.append(lambda _e: self._after(route.latency_s, tid))
+        ev = self.net.start(res, task.bytes, cap)
+        ev.callbacks.append(lambda _e: self._after(lat, tid))
 
     def _after(self, seconds: float, tid: int) -> None:
         if seconds <= 0:

@@ -83,6 +83,25 @@ class PathModel:
         self._cache[key] = out
         return out
 
+    def stream_path(self, node: str, chip: int, *, inbound: bool, tile: int | None = None
+                    ) -> PathInfo:
+        """A stream between a non-chip node (``ddr:m``, ``host:h``) and ``chip``.
+
+        Latency is the route's own (the host and Streaming Memory figures are end to end); one
+        named tile caps the stream at a tile's off-chip rate.
+        """
+        ct = self.system.chips[chip].type
+        cnode = self.system.chips[chip].node
+        route = self.system.route(node, cnode) if inbound else self.system.route(cnode, node)
+        if tile is None:
+            end = self.xin[chip] if inbound else self.xout[chip]
+            cap = math.inf
+        else:
+            end = self.tile_port(chip, tile, 1 if inbound else 0)
+            cap = ct.tile_offchip_Bps
+        resources = (*route.channels, end) if inbound else (end, *route.channels)
+        return resources, cap, route.latency_s
+
     def bottleneck(self, info: PathInfo) -> float:
         """The lowest rate along a path when it runs alone."""
         resources, cap, _ = info

@@ -131,10 +131,14 @@ class Sync:
 
 @dataclass(frozen=True, slots=True)
 class MemLoad:
-    """Bytes read from the chip's Streaming Memory (DDR behind its gateway)."""
+    """Bytes streamed into a chip from its Streaming Memory (DDR behind its gateway) or, with
+    ``source='host'``, from the nearest host; ``tile`` names one receiving tile (None: the
+    bytes are spread over the chip's tiles)."""
 
     chip: int
     bytes: float
+    source: Literal["ddr", "host"] = "ddr"
+    tile: int | None = None
     label: str = ""
 
 

@@ -52,6 +52,7 @@ class System:
         self.graph = graph
         self._routes: dict[tuple[str, str], Route] = {}
         self._gateway_paths: dict[tuple[str, str], list[str]] = {}
+        self._hosts: dict[int, str | None] = {}
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -160,6 +161,23 @@ class System:
     @cached_property
     def _chip_by_node(self) -> dict[str, Chip]:
         return {c.node: c for c in self.chips}
+
+    def host_node(self, chip: int) -> str | None:
+        """The host nearest (least latency) to ``chip``, or None if the system has no host."""
+        hit = self._hosts.get(chip)
+        if hit is not None or chip in self._hosts:
+            return hit
+        best: tuple[float, str] | None = None
+        for node in self.graph.nodes:
+            if isinstance(node, str) and node.startswith("host:"):
+                try:
+                    lat = self.route(node, self.chips[chip].node).latency_s
+                except ValueError:
+                    continue
+                if best is None or lat < best[0]:
+                    best = (lat, node)
+        self._hosts[chip] = None if best is None else best[1]
+        return self._hosts[chip]
 
     def is_connected(self) -> bool:
         """Whether every chip can reach every other chip (through any nodes and channels)."""

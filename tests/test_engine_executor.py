@@ -307,3 +307,11 @@ def test_errors_are_raised_before_anything_runs() -> None:
     with pytest.raises(GraphError):
         execute(ring_system(2), g)
     g.validate()  # without a system, chip ids are not checked
+
+
+@pytest.mark.parametrize("root", [9, 3])
+def test_collective_root_outside_its_group(root: int) -> None:
+    g = TaskGraph()
+    g.add(Collective("broadcast", (0, 1), 1e6, root=root, label="bcast"))
+    with pytest.raises(GraphError, match=rf"task 0 \(Collective bcast\) has root {root}, "):
+        execute(ring_system(4), g)

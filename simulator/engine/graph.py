@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from simulator.engine.tasks import Task, chips_of
+from simulator.engine.tasks import Collective, Task, chips_of
 
 
 class GraphError(ValueError):
@@ -72,6 +72,12 @@ class TaskGraph:
                             f"task {n.id} ({_describe(n.task)}) names chip {c}; "
                             f"the system has chips 0..{num_chips - 1}"
                         )
+            task = n.task
+            if isinstance(task, Collective) and task.root not in (None, *task.group):
+                raise GraphError(
+                    f"task {n.id} ({_describe(task)}) has root {task.root}, "
+                    f"which is not in its group {list(task.group)}"
+                )
         if any(d >= n.id for n in self._nodes for d in n.deps):
             g = self.to_networkx()
             try:

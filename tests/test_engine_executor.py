@@ -315,3 +315,16 @@ def test_collective_root_outside_its_group(root: int) -> None:
     g.add(Collective("broadcast", (0, 1), 1e6, root=root, label="bcast"))
     with pytest.raises(GraphError, match=rf"task 0 \(Collective bcast\) has root {root}, "):
         execute(ring_system(4), g)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        Transfer(0, 1, float("nan")),
+        Transfer(0, 1, float("inf")),
+        Collective("all_reduce", (0, 1), float("inf")),
+    ],
+)
+def test_non_finite_bytes_fail_instead_of_hanging(task) -> None:
+    with pytest.raises(ValueError, match="finite number of bytes"):
+        run_tasks(ring_system(2), task)

@@ -233,3 +233,11 @@ def test_on_all_waits_for_every_event() -> None:
     assert fired == [3.0]
     on_all([], lambda: fired.append(-1.0))
     assert fired == [3.0, -1.0]
+
+
+@pytest.mark.parametrize("nbytes", [np.inf, np.nan])
+def test_non_finite_flow_is_refused(nbytes: float) -> None:
+    """An infinite or NaN flow never drains; the network refuses it instead of spinning."""
+    _, net = _net(1.0)
+    with pytest.raises(ValueError, match="finite number of bytes"):
+        net.start((0,), nbytes)

@@ -186,6 +186,8 @@ class FlowNetwork:
         owner: object | None = None,
     ) -> simpy.Event:
         """Start a flow; the returned event succeeds when its last byte has been sent."""
+        if not np.isfinite(nbytes):  # an infinite or NaN remainder never drains: no end event
+            raise ValueError(f"a flow must carry a finite number of bytes, got {nbytes}")
         ev = self.env.event()
         self.flows_started += 1
         if self._claims:

@@ -48,7 +48,9 @@ class Record(StrictModel):
     source: Literal["Jia19"]
     ref: str = Field(description="Table or figure of the paper.")
     quantity: str
-    value: float | list[float] = Field(description="A number, or [low, high] for a range.")
+    value: float | list[float] = Field(
+        description="A number, or [low, high] for a range (compared: error 0 inside it)."
+    )
     unit: str
     conditions: str
     kind: Kind
@@ -76,8 +78,10 @@ class Record(StrictModel):
             return self
         if self.scenario is None or self.compare is None or self.tolerance is None:
             raise ValueError(f"{self.id}: needs scenario, compare and tolerance")
-        if not isinstance(self.value, float):
-            raise ValueError(f"{self.id}: a compared value is one number, not a range")
+        if isinstance(self.value, list) and not (
+            len(self.value) == 2 and 0 < self.value[0] < self.value[1]
+        ):
+            raise ValueError(f"{self.id}: a compared range is [low, high] with 0 < low < high")
         if self.unit not in UNIT_SIZE[self.compare]:
             raise ValueError(
                 f"{self.id}: unit {self.unit!r} does not fit {self.compare} "
@@ -124,7 +128,8 @@ def simulate(scenario: str, overrides: tuple[str, ...], field: str) -> float:
 
 @dataclass(frozen=True)
 class Check:
-    """A record with its prediction: ``error`` = predicted / published - 1."""
+    """A record with its prediction: ``error`` = predicted / published - 1 (for a published
+    range [low, high]: 0 inside it, else relative to the nearer end)."""
 
     record: Record
     predicted: float
@@ -156,8 +161,17 @@ def predict(record: Record) -> float:
     return value * record.scale / UNIT_SIZE[record.compare][record.unit]
 
 
+def relative_error(predicted: float, published: float | list[float]) -> float:
+    """``predicted / published - 1``; for a range, 0 inside it, else against the nearer end."""
+    if isinstance(published, list):
+        low, high = published
+        if predicted < low:
+            return predicted / low - 1.0
+        return predicted / high - 1.0 if predicted > high else 0.0
+    return predicted / published - 1.0
+
+
 def evaluate(record: Record) -> Check:
     """Run ``record``'s scenario and compare with the published value."""
-    assert isinstance(record.value, float), record.id
     predicted = predict(record)
-    return Check(record, predicted, predicted / record.value - 1.0)
+    return Check(record, predicted, relative_error(predicted, record.value))

@@ -3,6 +3,6 @@
 Importing this package registers every strategy with :mod:`simulator.strategy`.
 """
 
-from strategies import comm
+from strategies import comm, pipeline
 
-__all__ = ["comm"]
+__all__ = ["comm", "pipeline"]

@@ -21,7 +21,7 @@ from simulator.engine.tasks import Compute, Exchange, Sync
 from simulator.errors import InputError
 from simulator.hardware.model import ChipType
 from simulator.strategy import PlanContext
-from simulator.workloads.cost import chip_memory, op_cost, optimizer_cost
+from simulator.workloads.cost import OpCost, chip_memory, op_cost, optimizer_cost
 from simulator.workloads.layers import DTYPE_BYTES, Layer
 from simulator.workloads.library import load_model
 from simulator.workloads.memory import MemoryConfig, MemoryPlan, plan_memory
@@ -59,6 +59,12 @@ class TrainingParams(StrictModel):
     offload_optimizer_state: bool = Field(False, description="Keep it in Streaming Memory.")
     offload_weights: bool = Field(False, description="Keep weights in Streaming Memory.")
     steps: PositiveInt | None = Field(None, description="Steps to run (for time-to-train).")
+    compute_scale: PositiveFloat = Field(
+        1.0,
+        description="Multiplies the cost model's compute and exchange time of every phase: "
+        "a CALIBRATION of what the cost model leaves out (framework and kernel overheads), set "
+        "only from a measured point and named as such (validation/calibrate_mlperf.py).",
+    )
 
 
 def training_params(ctx: PlanContext) -> TrainingParams:
@@ -129,14 +135,23 @@ class PhaseCost:
     def seconds(self, ct: ChipType) -> float:
         return self.compute_s + self.exchange_s + self.syncs * ct.sync_latency_s
 
+    def scaled(self, factor: float) -> PhaseCost:
+        """Compute and exchange time times ``factor`` (FLOPs and syncs unchanged)."""
+        return PhaseCost(self.compute_s * factor, self.exchange_s * factor, self.syncs, self.flops)
+
 
 ZERO = PhaseCost()
 
 
+def _phase(c: OpCost, ct: ChipType) -> PhaseCost:
+    """The cost model's cycles as seconds."""
+    return PhaseCost(
+        c.compute_cycles / ct.clock_hz, c.exchange_cycles / ct.clock_hz, c.syncs, c.flops
+    )
+
+
 def _cost(layer: Layer, phase: str, mb: int, dtype: str, ct: ChipType) -> PhaseCost:
-    c = op_cost(layer, phase, mb, dtype, ct)  # type: ignore[arg-type]
-    rate = c.tiles_used * ct.tile_exchange_Bps if c.tiles_used else ct.tile_exchange_Bps
-    return PhaseCost(c.compute_cycles / ct.clock_hz, c.exchange_bytes / rate, c.syncs, c.flops)
+    return _phase(op_cost(layer, phase, mb, dtype, ct), ct)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -164,19 +179,12 @@ def stage_cost(
             bwd += _cost(layer, "bwd_weight", tp.micro_batch, tp.dtype, ct)
     params = sum(x.params for x in layers)
     opt = optimizer_cost(params, tp.optimizer, tp.dtype, ct) if params else None
-    opt_cost = ZERO
-    if opt is not None:
-        rate = max(opt.tiles_used, 1) * ct.tile_exchange_Bps
-        opt_cost = PhaseCost(
-            opt.compute_cycles / ct.clock_hz, opt.exchange_bytes / rate, opt.syncs, opt.flops
-        )
+    opt_cost = ZERO if opt is None else _phase(opt, ct)
+    useful = fwd.flops + bwd.flops
+    k = tp.compute_scale
+    fwd, bwd, opt_cost = fwd.scaled(k), bwd.scaled(k), opt_cost.scaled(k)
     return StageCost(
-        fwd,
-        bwd,
-        fwd if tp.recompute == "checkpoint" else ZERO,
-        opt_cost,
-        params,
-        fwd.flops + bwd.flops,
+        fwd, bwd, fwd if tp.recompute == "checkpoint" else ZERO, opt_cost, params, useful
     )
 
 

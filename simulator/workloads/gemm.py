@@ -203,50 +203,62 @@ def _plan(g: Gemm, r: _Rates, tiles: int) -> GemmPlan:
         per_group, gpt = tiles // g.groups, 1
     active_groups = min(g.groups, tiles)
 
+    # For each split of n, every (pk, pm) pair at once: the same arithmetic as a loop over pk
+    # and pm, and the same choice — least time, then fewest tiles, then the first in
+    # (pn, pk, pm) order.
     best: tuple[float, int, GemmPlan] | None = None
     for pn in splits(g.n, per_group):
-        n_t = -(-g.n // int(pn))
+        pn = int(pn)
+        room = per_group // pn
+        n_t = -(-g.n // pn)
         n_pass = -(-n_t // n_g)
-        for pk in splits(k_passes, per_group // int(pn)):
-            pk = int(pk)
-            kp_t = -(-k_passes // pk)
-            k_t = -(-g.k // pk)
-            pm = splits(g.m, per_group // (int(pn) * pk))
-            m_t = -(-g.m // pm)
-            amp = kp_t * n_pass * (r.load_cycles + m_t * r.row_cycles) + overhead
-            xbytes = (m_t * k_t * g.a_unique + k_t * n_t * g.b_unique) * in_bytes
-            if pk > 1:
-                share = (pk - 1) / pk * m_t * n_t  # partial sums a tile sends and receives
-                red_bytes = share * PARTIAL_BYTES
-                red = overhead + np.maximum.reduce(
-                    [
-                        share / r.vector_fp32,
-                        2 * red_bytes / r.read_bpc,
-                        m_t * n_t / pk * in_bytes / r.write_bpc,
-                    ]
-                )
-            else:
-                red_bytes = red = np.zeros(len(m_t))
-            syncs = 2 if pk > 1 else 1
-            total = gpt * (amp + red + (xbytes + red_bytes) / xbpc + syncs * r.sync_cycles)
-            i = int(np.argmin(total))
-            used = int(pm[i]) * int(pn) * pk * active_groups
-            key = (float(total[i]), used)
-            if best is None or key < best[:2]:
-                per_tile_bytes = gpt * float(xbytes[i] + red_bytes[i])
-                plan = GemmPlan(
-                    pm=int(pm[i]),
-                    pn=int(pn),
-                    pk=pk,
-                    groups_per_tile=gpt,
-                    tiles_used=used,
-                    compute_cycles=gpt * float(amp[i] + red[i]),
-                    exchange_bytes=per_tile_bytes * used,
-                    exchange_cycles=per_tile_bytes / xbpc,
-                    syncs=gpt * syncs,
-                    flops=g.flops,
-                )
-                best = (key[0], key[1], plan)
+        pk = splits(k_passes, room)[:, None]
+        pm = splits(g.m, room)[None, :]
+        valid = pk * pm <= room
+        kp_t = -(-k_passes // pk)
+        k_t = -(-g.k // pk)
+        m_t = -(-g.m // pm)
+        amp = kp_t * n_pass * (r.load_cycles + m_t * r.row_cycles) + overhead
+        xbytes = (m_t * k_t * g.a_unique + k_t * n_t * g.b_unique) * in_bytes
+        split_k = pk > 1
+        share = np.where(split_k, (pk - 1) / pk * m_t * n_t, 0.0)
+        red_bytes = share * PARTIAL_BYTES
+        red = np.where(
+            split_k,
+            overhead
+            + np.maximum.reduce(
+                [
+                    share / r.vector_fp32,
+                    2 * red_bytes / r.read_bpc,
+                    m_t * n_t / pk * in_bytes / r.write_bpc,
+                ]
+            ),
+            0.0,
+        )
+        syncs = np.where(split_k, 2, 1)
+        total = gpt * (amp + red + (xbytes + red_bytes) / xbpc + syncs * r.sync_cycles)
+        total = np.where(valid, total, np.inf)
+        used = pm * pn * pk * active_groups
+        low = total.min()
+        ties = total == low
+        fewest = np.where(ties, used, np.iinfo(np.int64).max).min()
+        i, j = (int(x[0]) for x in np.nonzero(ties & (used == fewest)))
+        key = (float(low), int(fewest))
+        if best is None or key < best[:2]:
+            per_tile_bytes = gpt * float(xbytes[i, j] + red_bytes[i, j])
+            plan = GemmPlan(
+                pm=int(pm[0, j]),
+                pn=pn,
+                pk=int(pk[i, 0]),
+                groups_per_tile=gpt,
+                tiles_used=key[1],
+                compute_cycles=gpt * float(amp[i, j] + red[i, j]),
+                exchange_bytes=per_tile_bytes * key[1],
+                exchange_cycles=per_tile_bytes / xbpc,
+                syncs=gpt * int(syncs[i, 0]),
+                flops=g.flops,
+            )
+            best = (key[0], key[1], plan)
     assert best is not None
     return best[2]
 

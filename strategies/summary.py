@@ -217,16 +217,25 @@ def _analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalyti
 
 
 def _memory_seconds(ctx: PlanContext, plan: Plan) -> float:
-    """Streaming Memory bytes of replica 0's chips, per machine, over that machine's DDR."""
+    """Streaming Memory traffic of replica 0's chips: the larger of each machine's bytes over
+    its DDR bandwidth and each chip's bytes over the bottleneck of its route to the DDR."""
     from simulator.engine.tasks import MemLoad, MemStore
 
-    sm = ctx.system.streaming_memory
+    system = ctx.system
+    sm = system.streaming_memory
     if sm is None:
         return 0.0
     per_machine: dict[int, float] = {}
+    per_chip: dict[int, float] = {}
     for node in plan.graph.nodes:
         t = node.task
         if isinstance(t, MemLoad | MemStore):
-            m = ctx.system.chips[t.chip].machine
+            m = system.chips[t.chip].machine
             per_machine[m] = per_machine.get(m, 0.0) + t.bytes
-    return max(per_machine.values(), default=0.0) / sm.bandwidth_Bps
+            per_chip[t.chip] = per_chip.get(t.chip, 0.0) + t.bytes
+    worst = max(per_machine.values(), default=0.0) / sm.bandwidth_Bps
+    for chip, nbytes in per_chip.items():
+        route = system.route(f"ddr:{system.chips[chip].machine}", system.chips[chip].node)
+        cap = min(system.channels[c].capacity_Bps for c in route.channels)
+        worst = max(worst, nbytes / cap)
+    return worst

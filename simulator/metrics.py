@@ -52,6 +52,18 @@ class EngineStats:
     simulated_steps: int
     cached_steps: int
 
+    @classmethod
+    def of(cls, trace: Any, tasks: int) -> EngineStats:
+        """The counts of one execution's Trace (``tasks``: nodes in its graph)."""
+        return cls(
+            tasks,
+            trace.events_processed,
+            trace.flows_started,
+            trace.flow_recomputations,
+            trace.simulated_steps,
+            trace.cached_steps,
+        )
+
 
 @dataclass(frozen=True)
 class CommResult:

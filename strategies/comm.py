@@ -339,14 +339,7 @@ class Comm:
                 formula,
             ),
             link_utilisation=util,
-            engine=EngineStats(
-                len(plan.graph),
-                trace.events_processed,
-                trace.flows_started,
-                trace.flow_recomputations,
-                trace.simulated_steps,
-                trace.cached_steps,
-            ),
+            engine=EngineStats.of(trace, len(plan.graph)),
         )
 
 

@@ -128,14 +128,7 @@ def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None, strategy: str) 
         breakdown=breakdown,
         breakdown_mean=mean,
         analytic=analytic,
-        engine=EngineStats(
-            len(plan.graph),
-            trace.events_processed,
-            trace.flows_started,
-            trace.flow_recomputations,
-            trace.simulated_steps,
-            trace.cached_steps,
-        ),
+        engine=EngineStats.of(trace, len(plan.graph)),
         **common,
     )
 

@@ -78,7 +78,7 @@ class CollectiveRun:
 
     # ---- internals --------------------------------------------------------------------------
     def _path(self, a: int, b: int) -> tuple[tuple[int, ...], float, float]:
-        return self.ex.path(a, b, tiles=self.task.tiles)
+        return self.ex.paths.path(a, b, tiles=self.task.tiles)
 
     def _reduce_seconds(self, step: Step) -> float:
         if step.reduce_elems <= 0:

@@ -21,7 +21,7 @@ import simpy
 from simulator.engine.collectives_run import CollectiveRun
 from simulator.engine.flows import FlowNetwork
 from simulator.engine.graph import TaskGraph
-from simulator.engine.paths import PathInfo, PathModel
+from simulator.engine.paths import PathModel
 from simulator.engine.tasks import (
     TASK_KIND,
     Collective,
@@ -109,18 +109,6 @@ class Executor:
         t.channel_bytes = self.net.bytes_carried()[: len(self.system.channels)]
         return t
 
-    # ---- resources used by transfers ------------------------------------------------------
-    def path(
-        self,
-        src: int,
-        dst: int,
-        src_tile: int | None = None,
-        dst_tile: int | None = None,
-        tiles: int | None = None,
-    ) -> PathInfo:
-        """Resources, per-flow rate cap and latency of a transfer (see PathModel.path)."""
-        return self.paths.path(src, dst, src_tile, dst_tile, tiles)
-
     # ---- chip ownership -------------------------------------------------------------------
     def acquire(self, chips: tuple[int, ...], then: Callable[[], None], rng: bool = False) -> None:
         """Call ``then`` once every chip (or RNG unit) in ``chips`` is held, taken in id order."""
@@ -180,7 +168,9 @@ class Executor:
         elif isinstance(task, Rng):
             self._after(rng_seconds(ct_of[task.chip].type, task), tid)
         elif isinstance(task, Transfer):
-            res, cap, lat = self.path(task.src, task.dst, task.src_tile, task.dst_tile, task.tiles)
+            res, cap, lat = self.paths.path(
+                task.src, task.dst, task.src_tile, task.dst_tile, task.tiles
+            )
             ev = self.net.start(res, task.bytes, cap)
             ev.callbacks.append(lambda _e: self._after(lat, tid))
         elif isinstance(task, MemLoad | MemStore):

@@ -347,11 +347,11 @@ def _state_bytes(params: int, tp: TrainingParams) -> float:
     return params * per
 
 
-def plan_layout(ctx: PlanContext, lay: Layout) -> Plan:
+def plan_layout(ctx: PlanContext, lay: Layout, model: Model | None = None) -> Plan:
     """Check memory, build the graph, and pack what the summary needs into a Plan."""
     from strategies.summary import infeasible_plan, memory_plans
 
-    model = scenario_model(ctx)
+    model = model if model is not None else scenario_model(ctx)
     tp = training_params(ctx)
     expected = tp.micro_batch * tp.grad_accum * lay.replicas * tp.samples_per_input
     if tp.global_batch is not None and abs(tp.global_batch - expected) > 1e-9:
@@ -407,7 +407,7 @@ class Pipeline:
             p.all_reduce,
             p.replicated_tensor_sharding,
         )
-        return plan_layout(ctx, lay)
+        return plan_layout(ctx, lay, model)
 
     def summarise(self, ctx, plan, trace):  # type: ignore[no-untyped-def]
         from strategies.summary import summarise
@@ -434,7 +434,7 @@ class Data(Pipeline):
             p.all_reduce,
             p.replicated_tensor_sharding,
         )
-        return plan_layout(ctx, lay)
+        return plan_layout(ctx, lay, model)
 
 
 class Single(Pipeline):
@@ -456,7 +456,7 @@ class Single(Pipeline):
                 f"single: one of the {ctx.system.num_chips} chips of "
                 f"{ctx.system.name} is used (chip {p.chip})"
             )
-        return plan_layout(ctx, lay)
+        return plan_layout(ctx, lay, model)
 
 
 register(Pipeline())

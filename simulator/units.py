@@ -41,12 +41,12 @@ def to_internal(value: float, unit: str) -> float:
     return value * _TO_INTERNAL[unit]
 
 
-def GBps(value: float) -> float:  # noqa: N802 - unit names keep their case
+def GBps(value: float) -> float:
     """GB/s (1e9 B/s) -> bytes per second."""
     return value * 1e9
 
 
-def Gbps(value: float) -> float:  # noqa: N802
+def Gbps(value: float) -> float:
     """Gbit/s -> bytes per second."""
     return value * 1e9 / 8
 

@@ -50,6 +50,7 @@ import pytest
 import yaml
 
 import strategies  # noqa: F401 - registers the strategies
+from simulator.config.yamlio import dump_yaml
 from simulator.engine.executor import execute
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import Collective
@@ -97,7 +98,7 @@ def free_chip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     chip = yaml.safe_load((ROOT / "topologies/chips/gc200.yaml").read_text())
     chip.update(name="gc200-free-links", exchange_latency_ns=0, link_egress_latency_ns=0)
     path = tmp_path_factory.mktemp("chips") / "gc200-free-links.yaml"
-    path.write_text(yaml.safe_dump(chip))
+    path.write_text(dump_yaml(chip))
     return path
 
 
@@ -134,7 +135,7 @@ def dense_stack(layers: int) -> dict[str, Any]:
 
 def run_doc(tmp: Path, doc: dict[str, Any], **kw: Any) -> Outcome:
     path = tmp / "scenario.yaml"
-    path.write_text(yaml.safe_dump({"schema_version": 1, "name": "closed-form", **doc}))
+    path.write_text(dump_yaml({"schema_version": 1, "name": "closed-form", **doc}))
     return run_scenario(path, **kw)
 
 

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 import strategies  # noqa: F401 - registers the strategies
 from simulator import cli
+from simulator.config.yamlio import dump_yaml
 from simulator.errors import InputError
 from simulator.run import run_scenario
 from simulator.workloads.library import load_model
@@ -386,7 +386,7 @@ def _scenario(tmp: Path, strategy: dict[str, Any]) -> Path:
         "strategy": strategy,
         "training": {"micro_batch": 1, "grad_accum": 4, "dtype": "fp16"},
     }
-    return write(tmp, yaml.safe_dump(doc, sort_keys=False))
+    return write(tmp, dump_yaml(doc))
 
 
 @pytest.mark.parametrize(

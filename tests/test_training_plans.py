@@ -47,9 +47,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 import strategies  # noqa: F401 - registers the strategies
+from simulator.config.yamlio import dump_yaml
 from simulator.engine.tasks import Collective, Compute, Transfer
 from simulator.run import Outcome, run_scenario
 from strategies.reference import LedgerSummary, ReferenceConfig, reference_ledger
@@ -133,7 +133,7 @@ def write_scenario(
         },
     }
     path = tmp / "scenario.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(dump_yaml(doc))
     return path
 
 

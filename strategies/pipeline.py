@@ -122,12 +122,19 @@ def replica_chips(ctx: PlanContext, stages: int, replicas: int, first: int = 0) 
     return out
 
 
-def stage_layers(ctx: PlanContext, model: Model, p: PipelineParams) -> list[list[int]]:
-    """Layer indices of each virtual stage (K x chunks of them)."""
+def stage_layers(
+    ctx: PlanContext, model: Model, p: PipelineParams, fail: placement.Fail | None = None
+) -> list[list[int]]:
+    """Layer indices of each virtual stage (K x chunks of them).
+
+    ``fail(key_path, message)`` makes the InputError for bad input (default ``ctx.error``); a
+    strategy that calls its stages something else (local learning's blocks) passes its own.
+    """
+    fail = fail or ctx.error
     v = p.chunks if p.schedule == "interleaved" else 1
     total = p.stages * v
     if p.layers_per_stage is not None and p.attention_ffn_per_stage is not None:
-        raise ctx.error(
+        raise fail(
             ("strategy", "layers_per_stage"),
             "give layers_per_stage or attention_ffn_per_stage, not both",
         )
@@ -136,7 +143,7 @@ def stage_layers(ctx: PlanContext, model: Model, p: PipelineParams) -> list[list
         ("attention_ffn_per_stage", p.attention_ffn_per_stage),
     ):
         if given is not None and len(given) != total:
-            raise ctx.error(
+            raise fail(
                 ("strategy", key),
                 f"{len(given)} entries for {total} stages "
                 f"(give one entry per stage{' and chunk' if v > 1 else ''})",
@@ -144,18 +151,18 @@ def stage_layers(ctx: PlanContext, model: Model, p: PipelineParams) -> list[list
     if p.attention_ffn_per_stage is not None:
         for i, pair in enumerate(p.attention_ffn_per_stage):
             if len(pair) != 2:
-                raise ctx.error(
+                raise fail(
                     ("strategy", "attention_ffn_per_stage", i),
                     f"each entry is [attention parts, ffn parts] (got {pair})",
                 )
-        layers = placement.by_part_counts(model, p.attention_ffn_per_stage, ctx.error)
+        layers = placement.by_part_counts(model, p.attention_ffn_per_stage, fail)
     elif p.layers_per_stage is not None:
-        layers = placement.by_block_counts(model, p.layers_per_stage, ctx.error)
+        layers = placement.by_block_counts(model, p.layers_per_stage, fail)
     else:
-        layers = placement.balanced(model, total, ctx.error)
+        layers = placement.balanced(model, total, fail)
     for j, ls in enumerate(layers):
         if not ls:
-            raise ctx.error(
+            raise fail(
                 ("strategy",), f"stage {j} would hold no layer; give every stage at least one layer"
             )
     return layers
@@ -261,20 +268,25 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
     for j, c in enumerate(costs):
         chip = lay.chip_of_vstage(0, j)
         chip_params[chip] = chip_params.get(chip, 0) + c.params
-    _step_end(ctx, g, tp, lay, costs, last_on_chip)
+    step_end(ctx, g, tp, lay, costs, last_on_chip)
     return Built(g, pipeline_tasks, costs, xfer, chip_params)
 
 
-def _step_end(
+def step_end(
     ctx: PlanContext,
     g: TaskGraph,
     tp: TrainingParams,
     lay: Layout,
     costs: Sequence[StageCost],
     last_on_chip: dict[int, int],
-) -> None:
-    """Gradient collectives between replicas, then each chip's optimizer update."""
+) -> dict[int, int]:
+    """Gradient collectives between replicas, then each chip's optimizer update.
+
+    Returns the last task of each of replica 0's chips (the update, or the weights' all-gather
+    with replicated tensor sharding), for strategies that chain another step after it.
+    """
     system = ctx.system
+    ends = dict(last_on_chip)
     for d in range(lay.stages):
         chip = lay.chips[0][d]
         ct = system.chips[chip].type
@@ -316,6 +328,7 @@ def _step_end(
             )
         )
         deps = [add_phase(g, chip, scaled, ct, deps, f"optimizer stage {d}", kind="optimizer")]
+        ends[chip] = deps[0]
         if tp.offload_optimizer_state:
             g.add(
                 MemStore(
@@ -324,7 +337,7 @@ def _step_end(
                 deps,
             )
         if lay.replicas > 1 and lay.rts:
-            g.add(
+            ends[chip] = g.add(
                 Collective(
                     "all_gather",
                     group,
@@ -335,6 +348,7 @@ def _step_end(
                 ),
                 deps,
             )
+    return ends
 
 
 def _state_bytes(params: int, tp: TrainingParams) -> float:

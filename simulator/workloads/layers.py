@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from simulator.config import workload as spec
@@ -89,6 +89,10 @@ class Layer:
     activation_elems: int
     unit: Unit  # the unit that does most of the work: AMP (matmul) or vector
     matmuls: tuple[MatMul, ...] = ()
+    #: The validated layer spec it was built from (None for implicit layers such as a
+    #: residual's add), so a strategy can re-cost the layer under other hyper-parameters.
+    #: Not compared or hashed: two layers with equal figures are equal.
+    spec: Any = field(default=None, compare=False, repr=False)
 
     @property
     def input_elems(self) -> int:

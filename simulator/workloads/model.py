@@ -182,7 +182,7 @@ class _Walker:
             except L.ShapeError as exc:
                 where = (*here, exc.key) if exc.key else here
                 raise self.error(f"{exc} (input shape {list(shape)})", where) from None
-            return self.add(kind, prefix, group, shape, cost)
+            return self.add(kind, prefix, group, shape, cost, s)
         if kind == "residual":
             return self.residual(args, here, shape, env, prefix, group)
         if kind == "repeat":
@@ -196,7 +196,13 @@ class _Walker:
         )
 
     def add(
-        self, kind: str, prefix: str, group: str, shape: tuple[int, ...], cost: L.Cost
+        self,
+        kind: str,
+        prefix: str,
+        group: str,
+        shape: tuple[int, ...],
+        cost: L.Cost,
+        layer_spec: BaseModel | None = None,
     ) -> tuple[int, ...]:
         self.out.append(
             L.Layer(
@@ -212,6 +218,7 @@ class _Walker:
                 activation_elems=cost.activation_elems,
                 unit=cost.unit,
                 matmuls=cost.matmuls,
+                spec=layer_spec,
             )
         )
         return cost.output_shape

@@ -103,17 +103,10 @@ def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None, strategy: str) 
         )
     built = info["built"]
     step = trace.makespan
-    busy = trace.busy_by_kind(ctx.system.num_chips)
-    breakdown: dict[str, dict[str, float]] = {}
-    for r in range(lay.replicas):
-        for d in range(lay.stages):
-            chip, twin = lay.chips[r][d], lay.chips[0][d]
-            row = {k: float(busy[k][twin]) for k in KINDS if k != "collective"}
-            row["collective"] = float(busy["collective"][chip])
-            row["idle"] = max(0.0, step - sum(row.values()))
-            breakdown[str(chip)] = {k: row[k] for k in (*KINDS, "idle")}
-    breakdown = dict(sorted(breakdown.items(), key=lambda kv: int(kv[0])))
-    mean = {k: float(np.mean([b[k] for b in breakdown.values()])) for k in (*KINDS, "idle")}
+    twins = {
+        lay.chips[r][d]: lay.chips[0][d] for r in range(lay.replicas) for d in range(lay.stages)
+    }
+    breakdown, mean = chip_breakdown(ctx, trace, twins, step)
     samples = info["global_batch"]
     useful = sum(c.useful_flops for c in built.costs) * tp.grad_accum * lay.replicas
     peak = sum(ctx.system.chips[c].type.peak_flops(tp.dtype) for row in lay.chips for c in row)
@@ -131,6 +124,28 @@ def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None, strategy: str) 
         engine=EngineStats.of(trace, len(plan.graph)),
         **common,
     )
+
+
+def chip_breakdown(
+    ctx: PlanContext, trace: Trace, twins: dict[int, int], step: float, steps: int = 1
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Seconds per step by kind on every chip of ``twins``, and their mean over the chips.
+
+    ``twins[chip]`` is the simulated chip whose work ``chip`` repeats (itself when simulated):
+    its compute, exchange, sync, rng and memory time are the twin's; collectives are the chip's
+    own. ``steps`` is how many steps the trace holds (busy time is divided by it); idle is
+    ``step`` minus the rest.
+    """
+    busy = trace.busy_by_kind(ctx.system.num_chips)
+    breakdown: dict[str, dict[str, float]] = {}
+    for chip, twin in twins.items():
+        row = {k: float(busy[k][twin]) / steps for k in KINDS if k != "collective"}
+        row["collective"] = float(busy["collective"][chip]) / steps
+        row["idle"] = max(0.0, step - sum(row.values()))
+        breakdown[str(chip)] = {k: row[k] for k in (*KINDS, "idle")}
+    breakdown = dict(sorted(breakdown.items(), key=lambda kv: int(kv[0])))
+    mean = {k: float(np.mean([b[k] for b in breakdown.values()])) for k in (*KINDS, "idle")}
+    return breakdown, mean
 
 
 def _bubble(trace: Trace, tasks: set[int], lay: Any) -> float | None:
@@ -176,25 +191,7 @@ def _analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalyti
             cap = min(system.channels[c].capacity_Bps for c in route.channels)
             xfer += 2 * (ct.exchange_latency_s + route.latency_s + nbytes / cap)
     pipe = (m - 1) * max(per_chip) + sum(per_vstage) + xfer
-    coll = 0.0
-    if lay.replicas > 1:
-        for d in range(lay.stages):
-            group = [lay.chips[r][d] for r in range(lay.replicas)]
-            nbytes = gradient_bytes(built.chip_params.get(lay.chips[0][d], 0), tp)
-            kind = "reduce_scatter" if lay.rts else "all_reduce"
-            from simulator.engine.collectives import ring_order
-
-            steps = collective_steps(
-                system,
-                kind,
-                ring_order(system, group),
-                nbytes,
-                lay.all_reduce,
-                elem_bytes=2 if tp.dtype == "fp16" else 4,
-            )
-            rate = ct.tiles * ct.clock_hz * ct.vector_flop_per_cycle[tp.dtype]
-            est = steps_estimate(system, steps, None, rate).estimate_s
-            coll = max(coll, est * (2 if lay.rts else 1))
+    coll = gradient_collective_estimate(ctx, lay, built.chip_params, tp)
     opt = max(c.optimizer.seconds(ct) for c in built.costs) / (lay.replicas if lay.rts else 1)
     mem = _memory_seconds(ctx, plan)
     est = pipe + coll + opt + mem
@@ -207,6 +204,35 @@ def _analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalyti
         "+ busiest machine's Streaming Memory traffic / its bandwidth",
         {"pipeline_s": pipe, "collective_s": coll, "optimizer_s": opt, "memory_s": mem},
     )
+
+
+def gradient_collective_estimate(
+    ctx: PlanContext, lay: Any, chip_params: dict[int, int], tp: TrainingParams
+) -> float:
+    """Closed form of the largest gradient collective between replicas (0 for one replica):
+    all-reduce, or reduce-scatter plus all-gather with replicated tensor sharding."""
+    from simulator.engine.collectives import ring_order
+
+    system = ctx.system
+    ct = system.chips[lay.chips[0][0]].type
+    coll = 0.0
+    if lay.replicas > 1:
+        for d in range(lay.stages):
+            group = [lay.chips[r][d] for r in range(lay.replicas)]
+            nbytes = gradient_bytes(chip_params.get(lay.chips[0][d], 0), tp)
+            kind = "reduce_scatter" if lay.rts else "all_reduce"
+            steps = collective_steps(
+                system,
+                kind,
+                ring_order(system, group),
+                nbytes,
+                lay.all_reduce,
+                elem_bytes=2 if tp.dtype == "fp16" else 4,
+            )
+            rate = ct.tiles * ct.clock_hz * ct.vector_flop_per_cycle[tp.dtype]
+            est = steps_estimate(system, steps, None, rate).estimate_s
+            coll = max(coll, est * (2 if lay.rts else 1))
+    return coll
 
 
 def _memory_seconds(ctx: PlanContext, plan: Plan) -> float:

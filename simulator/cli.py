@@ -99,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=_cmd_topology_show)
     lst = tsub.add_parser("list", help="list the built-in systems and chips")
     lst.set_defaults(func=_cmd_topology_list)
+
+    # Sweeps, results stores and capacity planning (simulator/sweep/commands.py, docs/sweeps.md).
+    from simulator.sweep.commands import add_plan, add_results_export, add_sweep
+
+    add_sweep(sub)
+    results = sub.add_parser(
+        "results",
+        help="read results stores written by `ipusim sweep`",
+        description="Read results stores written by `ipusim sweep`.",
+    )
+    rsub = results.add_subparsers(dest="results_command", metavar="ACTION", required=True)
+    add_results_export(rsub)
+    add_plan(sub)
     return parser
 
 

@@ -1,0 +1,113 @@
+"""Running one point, in whatever process the runner chose (local worker or Dask worker).
+
+:func:`run_point` never raises for a problem of the point itself: invalid input, an
+infeasible plan and a bug in the simulator are all returned as a :class:`PointRecord` with
+status ``error`` / ``infeasible`` / ``ok``, so one bad point never stops the others. The
+result JSON is :func:`simulator.metrics.to_json` of the result: deterministic, so the same
+point gives byte-identical text on any worker.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+Status = Literal["ok", "infeasible", "error"]
+
+
+@dataclass(frozen=True)
+class PointTask:
+    """What a worker needs: the base file, the overrides, the key, whether to run baselines."""
+
+    key: str
+    base: str
+    overrides: tuple[str, ...]
+    baseline: bool
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    """A finished point as the store keeps it."""
+
+    key: str
+    status: Status
+    reason: str | None  # the infeasible reason, or the error message
+    result: str | None  # result JSON (None for errors)
+    chips: int | None
+    power_W: float | None
+
+
+@lru_cache(maxsize=32)
+def _system(path: str, stamp: tuple[int, ...]) -> Any:
+    from simulator.hardware.build import load_system
+
+    return load_system(path)
+
+
+def cached_system(loaded: Any) -> Any:
+    """The scenario's System, built once per process for a named topology (a System is
+    immutable after construction). Keyed by the resolved file and the modification times of
+    it and the chip file it names; inline topologies are built every time."""
+    from simulator.config import paths
+    from simulator.run import build_system
+    from simulator.sweep.points import _chip_name
+
+    topo = loaded.scenario.topology
+    if not isinstance(topo, str):
+        return build_system(loaded)
+    try:
+        path = paths.resolve(topo, "system", relative_to=loaded.path)
+        chip = _chip_name(path)
+        chip_path = paths.resolve(chip, "chip", relative_to=path) if chip else None
+    except Exception:
+        return build_system(loaded)  # let the regular path report the problem
+    files = [path] + ([chip_path] if chip_path else [])
+    stamp = tuple(os.stat(f).st_mtime_ns for f in files)
+    return _system(str(path.resolve()), stamp)
+
+
+def simulate(loaded: Any, baseline: bool) -> Any:
+    """:func:`simulator.run.run_loaded` with the system taken from the process cache."""
+    from simulator.engine.executor import execute
+    from simulator.run import Outcome, run_loaded
+    from simulator.strategy import PlanContext, lookup
+
+    if baseline and loaded.scenario.baseline is not None:
+        return run_loaded(loaded, baseline=True)
+    system = cached_system(loaded)
+    strategy = lookup(loaded.scenario.strategy.type)
+    ctx = PlanContext(loaded, system, loaded.strategy)
+    plan = strategy.plan(ctx)
+    trace = execute(system, plan.graph) if plan.feasible else None
+    return Outcome(strategy.summarise(ctx, plan, trace), plan, trace, system, ctx)
+
+
+def run_point(task: PointTask) -> PointRecord:
+    """Load, plan, simulate and summarise one point; every failure becomes a record."""
+    import strategies  # noqa: F401 - registers every strategy (this may be a fresh process)
+    from simulator.config.scenario import load_scenario
+    from simulator.errors import InputError
+    from simulator.metrics import to_json
+
+    try:
+        loaded = load_scenario(Path(task.base), task.overrides)  # exactly `ipusim run --set`
+        outcome = simulate(loaded, task.baseline)
+    except InputError as exc:
+        return PointRecord(task.key, "error", f"invalid input: {exc}", None, None, None)
+    except Exception as exc:
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return PointRecord(task.key, "error", f"internal error: {detail}", None, None, None)
+    result = outcome.result
+    status: Status = "ok" if result.feasible else "infeasible"
+    return PointRecord(
+        task.key,
+        status,
+        result.reason,
+        to_json(result),
+        outcome.system.num_chips,
+        float(outcome.system.info.power_W),
+    )

@@ -27,6 +27,7 @@ from simulator.engine.collectives import ring_order
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import ALGORITHMS, Collective, MemLoad, MemStore, Transfer
 from simulator.strategy import Plan, PlanContext, register
+from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.model import Model
 from strategies import placement
 from strategies.schedule import Schedule, device_orders, in_flight
@@ -226,6 +227,7 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                     if j > 0:
                         deps.append(fwd_out[(mb, j - 1)])
                     start = len(g)
+                    deps = _weights_in(g, chip, costs[j], tp, deps, f"F mb{mb} s{j}")
                     done = add_phase(g, chip, costs[j].forward, ct, deps, f"F mb{mb} s{j}")
                     out = done
                     if j < vstages - 1:
@@ -244,10 +246,12 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                     done = deps[-1] if deps else None
                     dl = deps
                     if costs[j].recompute.flops or costs[j].recompute.compute_s:
+                        dl = _weights_in(g, chip, costs[j], tp, dl, f"R mb{mb} s{j}")
                         done = add_phase(
                             g, chip, costs[j].recompute, ct, dl, f"R mb{mb} s{j}", kind="recompute"
                         )
                         dl = [done]
+                    dl = _weights_in(g, chip, costs[j], tp, dl, f"B mb{mb} s{j}")
                     done = add_phase(g, chip, costs[j].backward, ct, dl, f"B mb{mb} s{j}")
                     out = done
                     if j > 0:
@@ -270,6 +274,17 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
         chip_params[chip] = chip_params.get(chip, 0) + c.params
     step_end(ctx, g, tp, lay, costs, last_on_chip)
     return Built(g, pipeline_tasks, costs, xfer, chip_params)
+
+
+def _weights_in(
+    g: TaskGraph, chip: int, cost: StageCost, tp: TrainingParams, deps: list[int], label: str
+) -> list[int]:
+    """With weights in Streaming Memory, stream a stage's weights in before each pass over it
+    (forward, recompute, backward), as the memory plan's traffic assumes."""
+    if not tp.offload_weights or not cost.params:
+        return deps
+    nbytes = cost.params * DTYPE_BYTES[tp.dtype]
+    return [g.add(MemLoad(chip, nbytes, label=f"load weights {label}"), deps)]
 
 
 def step_end(
@@ -329,6 +344,8 @@ def step_end(
         )
         deps = [add_phase(g, chip, scaled, ct, deps, f"optimizer stage {d}", kind="optimizer")]
         ends[chip] = deps[0]
+        if tp.offload_weights:
+            g.add(MemStore(chip, params * DTYPE_BYTES[tp.dtype], label=f"store weights {d}"), deps)
         if tp.offload_optimizer_state:
             g.add(
                 MemStore(
@@ -352,7 +369,6 @@ def step_end(
 
 
 def _state_bytes(params: int, tp: TrainingParams) -> float:
-    from simulator.workloads.layers import DTYPE_BYTES
     from simulator.workloads.memory import OPTIMIZER_STATE_SLOTS
 
     per = OPTIMIZER_STATE_SLOTS[tp.optimizer] * DTYPE_BYTES[tp.optimizer_state_dtype]

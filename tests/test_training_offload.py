@@ -22,12 +22,13 @@ def _run(*overrides: str):  # type: ignore[no-untyped-def]
     "overrides",
     [
         ("training.offload_optimizer_state=true",),
-        ("training.offload_weights=true", "training.offload_optimizer_state=false"),
+        ("training.offload_weights=true",),
         ("training.offload_weights=true", "training.recompute=none", "training.micro_batch=1"),
     ],
 )
 def test_graph_moves_the_planned_bytes(overrides: tuple[str, ...]) -> None:
     out = _run(*overrides)
+    assert out.result.feasible, out.result.reason
     moved = sum(
         n.task.bytes for n in out.plan.graph.nodes if isinstance(n.task, MemLoad | MemStore)
     )
@@ -36,12 +37,15 @@ def test_graph_moves_the_planned_bytes(overrides: tuple[str, ...]) -> None:
 
 
 def test_offloading_weights_slows_the_step_by_at_least_its_traffic() -> None:
-    base = _run("training.offload_optimizer_state=false")
-    off = _run("training.offload_optimizer_state=false", "training.offload_weights=true")
-    plan = next(iter(off.plan.info["memory"].values()))
+    # (the scenario keeps its LAMB state in Streaming Memory: without that it does not fit)
+    base = _run()
+    off = _run("training.offload_weights=true")
+    weights = off.plan.info["memory"][0].streaming_traffic_bytes
+    weights -= base.plan.info["memory"][0].streaming_traffic_bytes
     system = off.system
     route = system.route("ddr:0", system.chips[0].node)
     fastest = min(system.channels[c].capacity_Bps for c in route.channels)
     slower = off.result.step_time_s - base.result.step_time_s
-    assert slower >= plan.streaming_traffic_bytes / fastest * (1 - 1e-9)
+    assert weights > 0
+    assert slower >= weights / fastest * (1 - 1e-9)
     assert off.result.breakdown["0"]["memory"] > 0

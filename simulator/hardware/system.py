@@ -53,6 +53,7 @@ class System:
         self._routes: dict[tuple[str, str], Route] = {}
         self._gateway_paths: dict[tuple[str, str], list[str]] = {}
         self._hosts: dict[int, str | None] = {}
+        self._switch_cache: dict[str, list[str]] = {}
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -146,10 +147,34 @@ class System:
             return None
         key = (ga, gb)
         middle = self._gateway_paths.get(key)
+        if middle is None and ga != gb:
+            middle = self._via_switch(ga, gb)
+            if middle is not None:
+                self._gateway_paths[key] = middle
         if middle is None:
             _, found = nx.bidirectional_dijkstra(self.graph, ga, gb, weight="latency")
             middle = self._gateway_paths[key] = list(found)
         return [a.node, *middle, b.node]
+
+    def _via_switch(self, ga: str, gb: str) -> list[str] | None:
+        """[ga, switch, gb] through the lowest-latency switch both gateways link to directly
+        (two hops: nothing between two IPU-Link domains is shorter), or None."""
+        best: tuple[float, str] | None = None
+        for sw in self._switches_of(ga):
+            back = self._between.get((sw, gb))
+            if back is None:
+                continue
+            lat = self.channels[self._between[(ga, sw)]].latency_s + self.channels[back].latency_s
+            if best is None or lat < best[0]:
+                best = (lat, sw)
+        return None if best is None else [ga, best[1], gb]
+
+    def _switches_of(self, node: str) -> list[str]:
+        hit = self._switch_cache.get(node)
+        if hit is None:
+            hit = [n for n in self.graph.successors(node) if n.startswith("sw:")]
+            self._switch_cache[node] = hit
+        return hit
 
     def _latency(self, src: str, chans: tuple[int, ...]) -> float:
         lat = sum(self.channels[c].latency_s for c in chans)

@@ -75,6 +75,10 @@ def parse(text: str) -> ast.Expression:
         )  # fmt: skip
         if not isinstance(node, allowed):
             raise ExprError(f"{type(node).__name__} is not allowed in expression {text!r}")
+        if isinstance(node, ast.Attribute | ast.Subscript) and key_path_of(node) is None:
+            raise ExprError(
+                f"only key paths (a.b, a.list[0]) may use '.' or '[]' in expression {text!r}"
+            )
         if isinstance(node, ast.Call) and (
             not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords
         ):

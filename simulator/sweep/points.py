@@ -165,14 +165,20 @@ def chips_of(topology: Any, base: Path) -> int:
     return load_system(topology).num_chips
 
 
-def _combinations(sweep: Sweep) -> Iterator[list[tuple[KeyPath, str, Any]]]:
-    grid = [[(a.path, a.where, v) for v in a.values] for a in sweep.grid]
+Setting = tuple[KeyPath, str, int | None, Any]  # key path, where in the file, line, value
+
+
+def _combinations(sweep: Sweep) -> Iterator[list[Setting]]:
+    grid = [[(a.path, a.where, a.line, v) for v in a.values] for a in sweep.grid]
     zips = [
-        [[(a.path, a.where, a.values[i]) for a in group] for i in range(len(group[0].values))]
+        [
+            [(a.path, a.where, a.line, a.values[i]) for a in group]
+            for i in range(len(group[0].values))
+        ]
         for group in sweep.zips
     ]
     for combo in itertools.product(*grid, *zips):
-        flat: list[tuple[KeyPath, str, Any]] = []
+        flat: list[Setting] = []
         for item in combo:
             if isinstance(item, list):
                 flat.extend(item)
@@ -205,14 +211,14 @@ def expand(sweep: Sweep) -> Expansion:
         data = start
         values: dict[str, Any] = {}
         overrides: list[str] = ["baseline=null"] if drop_baseline else []
-        for path, where, value in combo:
-            data = set_path(data, path, value, f"{sweep.file}: {where}")
+        for path, where, line, value in combo:
+            data = _set(sweep, data, path, value, where, line)
             values[render_path(path)] = value
             overrides.append(f"{render_path(path)}={render_value(value)}")
         lookup = _lookup(data, sweep.base)
         for d in sweep.derive:
             value = _evaluate(sweep, d, lookup, values)
-            data = set_path(data, d.path, value, f"{sweep.file}: {d.where}")
+            data = _set(sweep, data, d.path, value, d.where, d.line)
             lookup = _lookup(data, sweep.base)
             values[render_path(d.path)] = value
             overrides.append(f"{render_path(d.path)}={render_value(value)}")
@@ -222,6 +228,15 @@ def expand(sweep: Sweep) -> Expansion:
         key = point_key(data, named_files(data, sweep.base, sweep.baseline), sweep.baseline)
         points.append(Point(len(points), values, tuple(overrides), data, key))
     return Expansion(points, skipped, total)
+
+
+def _set(
+    sweep: Sweep, data: dict[str, Any], path: KeyPath, value: Any, where: str, line: int | None
+) -> dict[str, Any]:
+    try:
+        return set_path(data, path, value)
+    except InputError as exc:
+        raise InputError(exc.detail, file=sweep.file, line=line, key_path=where) from None
 
 
 def _lookup(data: dict[str, Any], base: Path) -> expr.Lookup:

@@ -31,7 +31,7 @@ from simulator.sweep.worker import PointRecord, PointTask, run_point
 OnDone = Callable[[PointRecord], None]
 OnLost = Callable[[PointTask, str], None]
 PRELOAD = ["strategies", "simulator.sweep.worker", "simulator.run"]
-CONNECT_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 5
 
 
 def default_jobs() -> int:
@@ -120,7 +120,7 @@ def connect_dask(address: str, jobs: int) -> DaskTarget:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",
         )
         return DaskTarget(Client(cluster), cluster, cluster.scheduler_address)
     try:

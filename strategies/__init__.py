@@ -3,6 +3,6 @@
 Importing this package registers every strategy with :mod:`simulator.strategy`.
 """
 
-from strategies import comm, pipeline
+from strategies import comm, local, pipeline
 
-__all__ = ["comm", "pipeline"]
+__all__ = ["comm", "local", "pipeline"]

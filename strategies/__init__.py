@@ -3,6 +3,6 @@
 Importing this package registers every strategy with :mod:`simulator.strategy`.
 """
 
-from strategies import comm, local, pipeline
+from strategies import comm, local, pipeline, random_subspace
 
-__all__ = ["comm", "local", "pipeline"]
+__all__ = ["comm", "local", "pipeline", "random_subspace"]

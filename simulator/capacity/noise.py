@@ -90,7 +90,11 @@ def _estimate(spec_json: str) -> NoiseResult:
         return total / spec.repeats
 
     b_s, b_b = spec.small_batch, spec.big_batch
-    g2_s, g2_b = mean_g2(b_s), mean_g2(b_b)
+    return two_batch_estimate(b_s, mean_g2(b_s), b_b, mean_g2(b_b))
+
+
+def two_batch_estimate(b_s: int, g2_s: float, b_b: int, g2_b: float) -> NoiseResult:
+    """McCandlish's unbiased |G|^2 and tr(Sigma) from mean |G_B|^2 at two batch sizes."""
     g2 = (b_b * g2_b - b_s * g2_s) / (b_b - b_s)
     trace = (g2_s - g2_b) / (1.0 / b_s - 1.0 / b_b)
     if g2 <= 0 or trace <= 0:

@@ -112,6 +112,7 @@ class SubspaceResult(TrainingResult):
     comm_bytes_per_step: float = 0.0
     dp_sgd_comm_bytes_per_step: float = 0.0
     comm_saved: float | None = None
+    scaling_overhead_s: dict[str, float] = field(default_factory=dict)
     limiter: str | None = None
 
     def text(self) -> str:
@@ -369,7 +370,7 @@ def summarise(ctx: PlanContext, plan_: Plan, trace: Trace | None) -> SubspaceRes
     cost = info["cost"]
     useful = (cost.useful_flops * tp.grad_accum + c.projection_flops) * len(chips)
     peak = sum(ctx.system.chips[i].type.peak_flops(tp.dtype) for i in chips)
-    worst = max(("compute", "rng", "collective"), key=lambda k: mean[k])
+    overhead = _overhead(ctx, p, tp, lay, float(busy["collective"][0]), params=info["model"].params)
     return SubspaceResult(
         feasible=True,
         reason=None,
@@ -388,19 +389,49 @@ def summarise(ctx: PlanContext, plan_: Plan, trace: Trace | None) -> SubspaceRes
             trace.cached_steps,
         ),
         rng_utilisation=float(busy["rng"][0]) / step if step > 0 else None,
-        limiter=_limiter(worst, mean, step),
+        scaling_overhead_s=overhead,
+        limiter=_limiter(overhead, step),
         **common,
     )
 
 
-def _limiter(worst: str, mean: dict[str, float], step: float) -> str:
-    """Which kind of work takes most of the step, and its share."""
-    name = {
-        "compute": "compute (network and projections)",
-        "rng": "RNG throughput (generating directions)",
+def _overhead(
+    ctx: PlanContext,
+    p: RandomSubspaceParams,
+    tp: TrainingParams,
+    lay: SubspaceLayout,
+    collective_s: float,
+    params: int,
+) -> dict[str, float]:
+    """Seconds the W-worker step spends beyond one lone worker's step, by cause: generating
+    and applying the other workers' bases (independent bases only) and the collectives."""
+    ct = ctx.system.chips[0].type
+    c = lay.counts
+    extra = c.samples_update - c.samples_forward  # (W - 1)·S for independent bases, else 0
+    one = c.flops_update // (lay.workers if p.basis == "independent" else 1)
+    rng = rng_seconds(ct, Rng(0, float(extra), p.distribution)) if extra else 0.0
+    proj = 0.0
+    if extra:
+        full = _projection(ct, tp.dtype, c.flops_update, c.samples_update, params)
+        alone = _projection(ct, tp.dtype, one, c.samples_forward, params)
+        proj = (full - alone) / ct.clock_hz
+    return {"rng": rng, "projection": proj, "collective": collective_s}
+
+
+def _limiter(overhead: dict[str, float], step: float) -> str | None:
+    """What the W-worker step adds to a lone worker's, largest first (None: nothing added)."""
+    if step <= 0 or not any(overhead.values()):
+        return None
+    names = {
+        "rng": "RNG throughput (regenerating the other workers' bases)",
+        "projection": "applying the other workers' updates (vector units)",
         "collective": "the coefficient collectives (latency-bound)",
-    }[worst]
-    return f"{name}: {mean[worst] / step:.0%} of the step" if step > 0 else name
+    }
+    worst = max(overhead, key=lambda k: overhead[k])
+    return (
+        f"{names[worst]}: +{overhead[worst] * 1e6:,.1f} us "
+        f"({overhead[worst] / step:.0%} of the step)"
+    )
 
 
 def _analytic(

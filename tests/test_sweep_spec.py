@@ -148,3 +148,22 @@ def test_expressions_are_sandboxed() -> None:
             expr.parse(bad)
     with pytest.raises(expr.ExprError, match="too large"):
         expr.evaluate(expr.parse("2 ** 100000"), lookup)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+@pytest.mark.parametrize("path", sorted((SHIPPED / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_sweeps_are_valid(path: Path) -> None:
+    from simulator.sweep.driver import prepare
+
+    expansion = prepare(load_sweep(path))
+    assert expansion.points and len({p.key for p in expansion.points}) == len(expansion.points)
+
+
+def test_shipped_mlperf_sweep_covers_bow_pod16_to_256() -> None:
+    points = expand(load_sweep(SHIPPED / "sweeps" / "mlperf-bert-bow.yaml")).points
+    assert [p.values["topology"] for p in points[:4]] == [
+        "bow-pod16", "bow-pod64", "bow-pod128", "bow-pod256",
+    ]  # fmt: skip
+    assert [p.data["training"]["global_batch"] for p in points[:4]] == [3072, 4608, 6144, 6912]

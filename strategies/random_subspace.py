@@ -129,7 +129,7 @@ class SubspaceResult(TrainingResult):
         lines.append(
             f"  sent per chip   {self.comm_bytes_per_step:,.0f} B/step; data-parallel SGD "
             f"{self.dp_sgd_comm_bytes_per_step:,.0f} B/step"
-            + (f" ({self.comm_saved:.4%} saved)" if self.comm_saved is not None else "")
+            + (f" ({self.comm_saved:.2%} saved)" if self.comm_saved is not None else "")
         )
         if self.limiter:
             lines.append(f"  limited by      {self.limiter}")

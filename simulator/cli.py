@@ -24,9 +24,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import strategies  # noqa: F401 - registers every strategy
     from simulator.metrics import to_json
     from simulator.run import run_scenario
+    from simulator.viz.commands import run_outputs
 
     outcome = run_scenario(args.scenario, args.set or (), fast_collectives=not args.per_transfer)
     result = outcome.result
+    run_outputs(args, outcome)  # --timeline/--report/--trace (docs/visualisation.md)
     if args.json:
         sys.stdout.write(to_json(result))
     else:
@@ -37,8 +39,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_topology_show(args: argparse.Namespace) -> int:
     from simulator.hardware.build import load_system
     from simulator.hardware.describe import describe, format_text
+    from simulator.viz.commands import topology_html
 
-    desc = describe(load_system(args.name))
+    system = load_system(args.name)
+    topology_html(args, system)  # --html/--load-from (docs/visualisation.md)
+    desc = describe(system)
     if args.json:
         sys.stdout.write(json.dumps(desc, indent=2) + "\n")
     else:
@@ -85,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate every collective step flow by flow (no replay of identical steps); "
         "slower, same answer where nothing contends",
     )
+    from simulator.viz.commands import add_results_plot, add_run_options, add_topology_options
+
+    add_run_options(run)
     run.set_defaults(func=_cmd_run)
 
     topo = sub.add_parser("topology", help="inspect systems", description="Inspect IPU systems.")
@@ -96,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("name", help="system name or path to a system YAML file")
     show.add_argument("--json", action="store_true", help="print one JSON document")
+    add_topology_options(show)
     show.set_defaults(func=_cmd_topology_show)
     lst = tsub.add_parser("list", help="list the built-in systems and chips")
     lst.set_defaults(func=_cmd_topology_list)
@@ -111,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rsub = results.add_subparsers(dest="results_command", metavar="ACTION", required=True)
     add_results_export(rsub)
+    add_results_plot(rsub)
     add_plan(sub)
     return parser
 

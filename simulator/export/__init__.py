@@ -1,0 +1,1 @@
+"""Writers of run data for other tools: Chrome/Perfetto trace-event JSON."""

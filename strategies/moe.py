@@ -593,20 +593,6 @@ class Moe:
         return summarise(ctx, plan, trace)
 
 
-def dropped_fraction(traffic_: Sequence[Sequence[Traffic]]) -> float:
-    """Dropped assignments / routed assignments over the step."""
-    routed = sum(int(t.assigned.sum()) for per in traffic_ for t in per)
-    dropped = sum(int(t.dropped.sum()) for per in traffic_ for t in per)
-    return dropped / routed if routed else 0.0
-
-
-def expert_load(t: Traffic, experts: int) -> float:
-    """Busiest expert's routed assignments / the mean (all sources of the layer)."""
-    per = t.assigned.sum(axis=0)
-    mean = per.sum() / experts
-    return float(per.max() / mean) if mean else 1.0
-
-
 register(Moe())
 
-__all__ = ["Moe", "MoeParams", "dropped_fraction", "expert_load"]
+__all__ = ["Moe", "MoeParams"]

@@ -13,11 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from simulator.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = sorted((ROOT / "scenarios").rglob("*.yaml"))
+
+
+def _is_scenario(path: Path) -> bool:
+    """Scenario files have no ``kind``; sweep and plan files (kind: sweep / plan) live beside
+    them and are checked by their own tests (tests/test_sweep_*.py, tests/test_plan_*.py)."""
+    return yaml.safe_load(path.read_text()).get("kind", "scenario") == "scenario"
+
+
+SCENARIOS = sorted(p for p in (ROOT / "scenarios").rglob("*.yaml") if _is_scenario(p))
 
 # Paths (relative to scenarios/) that take more than ~20 s; kept out of the default run.
 SLOW: frozenset[str] = frozenset()

@@ -50,6 +50,7 @@ class Visit:
     figures: list[dict[str, Any]]
     console_errors: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
+    action_result: Any = None  # what ``action`` returned
 
 
 def _driver(width: int, height: int) -> Any:
@@ -78,11 +79,15 @@ def visit(
     page: str | Path,
     *,
     screenshot: str | Path | None = None,
+    action: str | None = None,
     timeout_s: float = 60.0,
     width: int = 1400,
     height: int = 900,
 ) -> Visit:
-    """Open ``page`` (a local file), wait until every figure is drawn, collect what it did."""
+    """Open ``page`` (a local file), wait until every figure is drawn, collect what it did.
+
+    ``action``: JavaScript run once the figures are drawn (before the screenshot); its return
+    value is ``Visit.action_result``."""
     drv = _driver(width, height)
     try:
         drv.set_page_load_timeout(timeout_s)
@@ -97,6 +102,10 @@ def visit(
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"figures of {Path(page).name} not drawn in {timeout_s} s")
                 time.sleep(0.05)
+        result = None
+        if action is not None:
+            result = drv.execute_script(action)
+            time.sleep(0.5)
         if screenshot is not None:
             drv.save_screenshot(str(screenshot))
         errors = [
@@ -104,6 +113,41 @@ def visit(
             for e in drv.get_log("browser")
             if e.get("level") in ("SEVERE", "ERROR")
         ]
-        return Visit(probe["ready_ms"] / 1e3, probe["figures"], errors, probe["resources"])
+        return Visit(probe["ready_ms"] / 1e3, probe["figures"], errors, probe["resources"], result)
     finally:
         drv.quit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simulator.viz.browser PAGE [--screenshot PNG] [--xrange A,B]``: open a page,
+    print its size and render time, optionally zoom the timeline and save a screenshot."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("page")
+    ap.add_argument("--screenshot", metavar="PNG")
+    ap.add_argument("--xrange", metavar="A,B", help="zoom the timeline's time axis first")
+    ap.add_argument("--width", type=int, default=1400)
+    ap.add_argument("--height", type=int, default=900)
+    args = ap.parse_args(argv)
+    action = None
+    if args.xrange:
+        lo, hi = (float(x) for x in args.xrange.split(","))
+        action = (
+            "return Plotly.relayout(document.getElementById('timeline'), "
+            f"{{'xaxis.range': [{lo}, {hi}]}}).then(() => new Promise(r => setTimeout(r, 300)));"
+        )
+    v = visit(
+        args.page, screenshot=args.screenshot, action=action, width=args.width, height=args.height
+    )
+    size = Path(args.page).stat().st_size
+    print(f"{Path(args.page).name}: {size / 1e6:.2f} MB, drawn in {v.render_s:.2f} s")
+    for f in v.figures:
+        print(f"  {f['id']}: {len(f['traces'])} traces, {f['svg_paths']} SVG paths")
+    for e in v.console_errors:
+        print(f"  console error: {e}")
+    return 1 if v.console_errors else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

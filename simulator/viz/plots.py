@@ -67,7 +67,7 @@ def scaling_figure(points: Sequence[ScalePoint], measured: Sequence[Measured]) -
         horizontal_spacing=0.08,
     )
     names = sorted({p.series for p in points} | {m.series for m in measured})
-    top = 16
+    top, base = 16, 0
     for i, series in enumerate(names):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         mine = sorted((p for p in points if p.series == series), key=lambda p: p.chips)
@@ -81,6 +81,7 @@ def scaling_figure(points: Sequence[ScalePoint], measured: Sequence[Measured]) -
             ref = (ok[0].chips, float(ok[0].throughput))  # type: ignore[arg-type]
         if ref is None:
             continue
+        base = min(base or ref[0], ref[0])
         top = max(top, *(p.chips for p in mine), *(m.chips for m in meas))
         hover = [f"{p.name}: {p.throughput:,.0f} {p.unit}" for p in ok]
         common = {"mode": "lines+markers", "legendgroup": series, "line": {"color": colour}}
@@ -150,14 +151,15 @@ def scaling_figure(points: Sequence[ScalePoint], measured: Sequence[Measured]) -
                     row=1,
                     col=col,
                 )
-    xs = [2**k for k in range(4, int(math.log2(top)) + 1)]
+    base = base or 16
+    xs = [base * 2**k for k in range(int(math.log2(max(top, base) / base)) + 1)]
     fig.add_trace(
         go.Scatter(
             x=xs,
-            y=[x / 16 for x in xs],
+            y=[x / base for x in xs],
             mode="lines",
             line={"dash": "dash", "color": "#555"},
-            name="ideal (linear from 16 IPUs)",
+            name=f"ideal (linear from {base} IPUs)",
             hoverinfo="skip",
         ),
         row=1,
@@ -165,7 +167,7 @@ def scaling_figure(points: Sequence[ScalePoint], measured: Sequence[Measured]) -
     )
     for col in (1, 2):
         fig.update_xaxes(type="log", dtick=math.log10(2), title_text="IPUs", row=1, col=col)
-    fig.update_yaxes(type="log", title_text="speedup over 16 IPUs", row=1, col=1)
+    fig.update_yaxes(type="log", title_text=f"speedup over {base} IPUs", row=1, col=1)
     fig.update_yaxes(type="log", title_text="samples/s", row=1, col=2)
     fig.update_layout(height=560, template=TEMPLATE)
     return fig

@@ -15,7 +15,7 @@ simulated in full, and they contend with each other where their rings share link
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
@@ -227,7 +227,7 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                     if j > 0:
                         deps.append(fwd_out[(mb, j - 1)])
                     start = len(g)
-                    deps = _weights_in(g, chip, costs[j], tp, deps, f"F mb{mb} s{j}")
+                    deps = _weights_in(g, ctx, lay, j, costs[j], tp, deps, f"F mb{mb} s{j}")
                     done = add_phase(g, chip, costs[j].forward, ct, deps, f"F mb{mb} s{j}")
                     out = done
                     if j < vstages - 1:
@@ -246,12 +246,12 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                     done = deps[-1] if deps else None
                     dl = deps
                     if costs[j].recompute.flops or costs[j].recompute.compute_s:
-                        dl = _weights_in(g, chip, costs[j], tp, dl, f"R mb{mb} s{j}")
+                        dl = _weights_in(g, ctx, lay, j, costs[j], tp, dl, f"R mb{mb} s{j}")
                         done = add_phase(
                             g, chip, costs[j].recompute, ct, dl, f"R mb{mb} s{j}", kind="recompute"
                         )
                         dl = [done]
-                    dl = _weights_in(g, chip, costs[j], tp, dl, f"B mb{mb} s{j}")
+                    dl = _weights_in(g, ctx, lay, j, costs[j], tp, dl, f"B mb{mb} s{j}")
                     done = add_phase(g, chip, costs[j].backward, ct, dl, f"B mb{mb} s{j}")
                     out = done
                     if j > 0:
@@ -276,15 +276,61 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
     return Built(g, pipeline_tasks, costs, xfer, chip_params)
 
 
+def mirror_chips(ctx: PlanContext, lay: Layout, d: int) -> list[int]:
+    """Other replicas' stage-``d`` chips on a machine that one of replica 0's chips uses.
+
+    Only replica 0 is simulated, but replicas that share a machine also share its Streaming
+    Memory: their traffic is added beside replica 0's (gating nothing) so the contention on
+    the machine's DDR and gateway shows."""
+    machines = {ctx.system.chips[c].machine for c in lay.chips[0]}
+    return [
+        lay.chips[r][d]
+        for r in range(1, lay.replicas)
+        if ctx.system.chips[lay.chips[r][d]].machine in machines
+    ]
+
+
+def stream(
+    g: TaskGraph,
+    ctx: PlanContext,
+    lay: Layout,
+    d: int,
+    make: Callable[[int], MemLoad | MemStore],
+    deps: list[int],
+) -> int:
+    """``make(chip)`` for replica 0's stage-``d`` chip (its id is returned), mirrored on the
+    chips of :func:`mirror_chips`."""
+    main = g.add(make(lay.chips[0][d]), deps)
+    for chip in mirror_chips(ctx, lay, d):
+        g.add(make(chip), deps)
+    return main
+
+
 def _weights_in(
-    g: TaskGraph, chip: int, cost: StageCost, tp: TrainingParams, deps: list[int], label: str
+    g: TaskGraph,
+    ctx: PlanContext,
+    lay: Layout,
+    j: int,
+    cost: StageCost,
+    tp: TrainingParams,
+    deps: list[int],
+    label: str,
 ) -> list[int]:
-    """With weights in Streaming Memory, stream a stage's weights in before each pass over it
-    (forward, recompute, backward), as the memory plan's traffic assumes."""
+    """With weights in Streaming Memory, stream virtual stage ``j``'s weights in before each
+    pass over it (forward, recompute, backward), as the memory plan's traffic assumes."""
     if not tp.offload_weights or not cost.params:
         return deps
     nbytes = cost.params * DTYPE_BYTES[tp.dtype]
-    return [g.add(MemLoad(chip, nbytes, label=f"load weights {label}"), deps)]
+    return [
+        stream(
+            g,
+            ctx,
+            lay,
+            j % lay.stages,
+            lambda c: MemLoad(c, nbytes, label=f"load weights {label}"),
+            deps,
+        )
+    ]
 
 
 def step_end(
@@ -334,7 +380,16 @@ def step_end(
             share = lay.replicas if lay.rts else 1
         if tp.offload_optimizer_state:
             state = _state_bytes(params, tp) / share
-            deps = [g.add(MemLoad(chip, state, label=f"load optimizer state {d}"), deps)]
+            deps = [
+                stream(
+                    g,
+                    ctx,
+                    lay,
+                    d,
+                    lambda c, b=state, d=d: MemLoad(c, b, label=f"load optimizer state {d}"),
+                    deps,
+                )
+            ]
         scaled = (
             opt
             if share == 1
@@ -345,12 +400,23 @@ def step_end(
         deps = [add_phase(g, chip, scaled, ct, deps, f"optimizer stage {d}", kind="optimizer")]
         ends[chip] = deps[0]
         if tp.offload_weights:
-            g.add(MemStore(chip, params * DTYPE_BYTES[tp.dtype], label=f"store weights {d}"), deps)
+            wb = params * DTYPE_BYTES[tp.dtype]
+            stream(
+                g,
+                ctx,
+                lay,
+                d,
+                lambda c, b=wb, d=d: MemStore(c, b, label=f"store weights {d}"),
+                deps,
+            )
         if tp.offload_optimizer_state:
-            g.add(
-                MemStore(
-                    chip, _state_bytes(params, tp) / share, label=f"store optimizer state {d}"
-                ),
+            sb = _state_bytes(params, tp) / share
+            stream(
+                g,
+                ctx,
+                lay,
+                d,
+                lambda c, b=sb, d=d: MemStore(c, b, label=f"store optimizer state {d}"),
                 deps,
             )
         if lay.replicas > 1 and lay.rts:

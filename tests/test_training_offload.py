@@ -49,3 +49,18 @@ def test_offloading_weights_slows_the_step_by_at_least_its_traffic() -> None:
     assert weights > 0
     assert slower >= weights / fastest * (1 - 1e-9)
     assert off.result.breakdown["0"]["memory"] > 0
+
+
+def test_replicas_sharing_a_machine_share_its_streaming_memory() -> None:
+    """Four data-parallel replicas on one M2000 stream their optimizer state through the same
+    DDR (20 GB/s for the machine): replica 0's memory time is set by that shared bandwidth, not
+    by its own PCIe link, even though only replica 0's compute is simulated."""
+    common = ["topology=m2000", "training.offload_optimizer_state=true"]
+    alone = run_scenario(
+        "scenarios/quickstart.yaml", [*common, "strategy={type: single}", "baseline=null"]
+    ).result
+    shared = run_scenario("scenarios/quickstart.yaml", [*common, "baseline=null"]).result
+    assert shared.replicas == 4
+    ratio = shared.breakdown["0"]["memory"] / alone.breakdown["0"]["memory"]
+    # alone: PCIe-bound (11.9 GB/s achieved); shared: 20 GB/s DDR over 4 chips = 5 GB/s each
+    assert ratio == pytest.approx(11.9024 / 5.0, rel=0.01)

@@ -181,9 +181,15 @@ def build_graph(
     n, m = p.members, tp.grad_accum
     teachers = n - 1 if p.codistillation == "checkpoint" else 0
     streamed = model.params * nbytes if p.teacher_weights == "streaming" else 0.0
+    # every chip streams its teachers: the other chips on this machine share its DDR (their
+    # traffic is added beside chip's, gating nothing, as strategies.pipeline.stream does)
+    here = ctx.system.chips[chip].machine
+    mates = [c.id for c in ctx.system.chips if c.machine == here and c.id != chip]
     last: list[int] = []
     for t in range(teachers):
         if streamed:
+            for mate in mates:
+                g.add(MemLoad(mate, streamed, label=f"load teacher t{t}"), last)
             last = [g.add(MemLoad(chip, streamed, label=f"load teacher t{t}"), last)]
         for mb in range(m):
             last = [add_phase(g, chip, cost.forward, ct, last, f"T mb{mb} t{t}")]
@@ -217,7 +223,8 @@ def build_graph(
                 [ends[chip]],
             )
             if streamed and r == 0:
-                g.add(MemStore(chip, teachers * streamed, label="store teachers"), [done])
+                for c in (chip, *mates):
+                    g.add(MemStore(c, teachers * streamed, label="store teachers"), [done])
     return EnsembleBuilt(
         g,
         step_tasks,

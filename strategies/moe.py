@@ -528,7 +528,7 @@ class Moe:
         grads = model.needs_input_grad
         costs = Costs(
             [stage_cost([model.layers[i] for i in s], [grads[i] for i in s], tp, ct) for s in segs],
-            stage_cost([_router_layer(ms, p.noisy_gating)], [True], tp, ct),
+            stage_cost([_router_layer(ms, p.noisy_gating)], [grads[moe_idx[0]]], tp, ct),
             [grads[i] for i in moe_idx],
             ct,
             tp,

@@ -16,7 +16,7 @@ from simulator.metrics import EngineStats, TrainingAnalytic, TrainingResult
 from simulator.strategy import Plan, PlanContext
 from simulator.workloads.layers import DTYPE_BYTES
 from strategies.moe_routing import Traffic
-from strategies.summary import _memory_seconds, chip_breakdown
+from strategies.summary import memory_seconds, chip_breakdown
 from strategies.training import describe_memory, gradient_bytes
 
 
@@ -232,7 +232,7 @@ def analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalytic
         task = t.task
         if getattr(task, "kind", None) == "optimizer" and getattr(task, "chip", None) == 0:
             opt += (task.cycles or 0.0) / ct.clock_hz
-    mem = _memory_seconds(ctx, plan)
+    mem = memory_seconds(ctx, plan)
     est = pipe + coll + opt + mem
     return TrainingAnalytic(
         est,

@@ -193,7 +193,7 @@ def _analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalyti
     pipe = (m - 1) * max(per_chip) + sum(per_vstage) + xfer
     coll = gradient_collective_estimate(ctx, lay, built.chip_params, tp)
     opt = max(c.optimizer.seconds(ct) for c in built.costs) / (lay.replicas if lay.rts else 1)
-    mem = _memory_seconds(ctx, plan)
+    mem = memory_seconds(ctx, plan)
     est = pipe + coll + opt + mem
     return TrainingAnalytic(
         est,
@@ -235,7 +235,7 @@ def gradient_collective_estimate(
     return coll
 
 
-def _memory_seconds(ctx: PlanContext, plan: Plan) -> float:
+def memory_seconds(ctx: PlanContext, plan: Plan) -> float:
     """Streaming Memory traffic of replica 0's chips: the larger of each machine's bytes over
     its DDR bandwidth and each chip's bytes over the bottleneck of its route to the DDR."""
     from simulator.engine.tasks import MemLoad, MemStore

@@ -16,7 +16,7 @@ from simulator.metrics import EngineStats, TrainingAnalytic, TrainingResult
 from simulator.strategy import Plan, PlanContext
 from simulator.workloads.layers import DTYPE_BYTES
 from strategies.moe_routing import Traffic
-from strategies.summary import memory_seconds, chip_breakdown
+from strategies.summary import chip_breakdown, memory_seconds
 from strategies.training import describe_memory, gradient_bytes
 
 

@@ -83,8 +83,9 @@ class PathModel:
         self._cache[key] = out
         return out
 
-    def stream_path(self, node: str, chip: int, *, inbound: bool, tile: int | None = None
-                    ) -> PathInfo:
+    def stream_path(
+        self, node: str, chip: int, *, inbound: bool, tile: int | None = None
+    ) -> PathInfo:
         """A stream between a non-chip node (``ddr:m``, ``host:h``) and ``chip``.
 
         Latency is the route's own (the host and Streaming Memory figures are end to end); one

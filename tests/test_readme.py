@@ -33,6 +33,13 @@ def _param(cmd: str) -> object:
     return pytest.param(cmd, id=cmd[:70], marks=[pytest.mark.slow] if slow else [])
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory for all commands, run in README order: later lines use earlier outputs
+    (the results store the sweep wrote)."""
+    return tmp_path_factory.mktemp("readme")
+
+
 def test_readme_has_commands() -> None:
     assert len(COMMANDS) >= 10
     assert any("quickstart" in c for c in COMMANDS)
@@ -40,10 +47,10 @@ def test_readme_has_commands() -> None:
 
 @pytest.mark.parametrize("cmd", [_param(c) for c in COMMANDS])
 def test_readme_command(
-    cmd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cmd: str, workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = [str(ROOT / a) if a.startswith("scenarios/") else a for a in shlex.split(cmd)[1:]]
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(workdir)
     code = main(args)
     err = capsys.readouterr().err
     expected = (0, 3) if "does not fit" in _comment_of(cmd) else (0,)

@@ -45,10 +45,18 @@ def build_system(loaded: LoadedScenario) -> System:
 
 
 def run_loaded(
-    loaded: LoadedScenario, *, fast_collectives: bool = True, baseline: bool = True
+    loaded: LoadedScenario,
+    *,
+    fast_collectives: bool = True,
+    baseline: bool = True,
+    system: System | None = None,
 ) -> Outcome:
-    """Plan and simulate an already loaded scenario (and its baseline, for the speedup)."""
-    system = build_system(loaded)
+    """Plan and simulate an already loaded scenario (and its baseline, for the speedup).
+
+    ``system``: the scenario's System when the caller already has it (sweeps keep one per
+    process); built from the scenario otherwise.
+    """
+    system = system if system is not None else build_system(loaded)
     strategy = lookup(loaded.scenario.strategy.type)
     ctx = PlanContext(loaded, system, loaded.strategy)
     plan = strategy.plan(ctx)

@@ -72,18 +72,9 @@ def cached_system(loaded: Any) -> Any:
 
 def simulate(loaded: Any, baseline: bool) -> Any:
     """:func:`simulator.run.run_loaded` with the system taken from the process cache."""
-    from simulator.engine.executor import execute
-    from simulator.run import Outcome, run_loaded
-    from simulator.strategy import PlanContext, lookup
+    from simulator.run import run_loaded
 
-    if baseline and loaded.scenario.baseline is not None:
-        return run_loaded(loaded, baseline=True)
-    system = cached_system(loaded)
-    strategy = lookup(loaded.scenario.strategy.type)
-    ctx = PlanContext(loaded, system, loaded.strategy)
-    plan = strategy.plan(ctx)
-    trace = execute(system, plan.graph) if plan.feasible else None
-    return Outcome(strategy.summarise(ctx, plan, trace), plan, trace, system, ctx)
+    return run_loaded(loaded, baseline=baseline, system=cached_system(loaded))
 
 
 def run_point(task: PointTask) -> PointRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 
 from simulator.config import paths
@@ -28,5 +29,13 @@ def load_model(
     ``relative_to`` (e.g. the scenario naming it) first. Bad input raises InputError with
     file, line and key path.
     """
-    path = paths.resolve(name_or_path, "model", relative_to)
-    return build_model(load_document(path), overrides=overrides)
+    path = paths.resolve(name_or_path, "model", relative_to).resolve()
+    frozen = tuple(sorted((overrides or {}).items()))
+    return _load(str(path), path.stat().st_mtime_ns, frozen)
+
+
+@lru_cache(maxsize=64)
+def _load(path: str, _mtime_ns: int, overrides: tuple[tuple[str, Number], ...]) -> Model:
+    """One expansion per (file, modification time, overrides): a Model is immutable, so a
+    sweep or a baseline run reuses it instead of reading and expanding the file again."""
+    return build_model(load_document(path), overrides=dict(overrides) or None)

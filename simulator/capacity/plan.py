@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 
 from simulator.capacity.ttt import Statistics
 from simulator.config.base import PositiveFloat, SchemaVersion, StrictModel
+from simulator.config.jsonschema import register_file_kind
 from simulator.config.load import validate
 from simulator.config.yamlio import load_document
 from simulator.errors import InputError
@@ -315,3 +316,6 @@ def _one(r: dict[str, Any]) -> str:
     if r.get("energy_to_train_kWh") is not None:
         parts.append(f"{r['energy_to_train_kWh']:,.2f} kWh")
     return f"{head}: " + "; ".join(parts)
+
+
+register_file_kind("plan", PlanFile)

@@ -26,7 +26,14 @@ from pydantic import BaseModel
 ModelSource = type[BaseModel] | Callable[[], type[BaseModel]]
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-SCHEMA_PACKAGES = ("simulator.config", "simulator.hardware", "simulator.workloads", "strategies")
+SCHEMA_PACKAGES = (
+    "simulator.config",
+    "simulator.hardware",
+    "simulator.workloads",
+    "simulator.sweep",
+    "simulator.capacity",
+    "strategies",
+)
 """Packages whose modules are imported by :func:`discover` so their kinds register."""
 
 _KINDS: dict[str, ModelSource] = {}

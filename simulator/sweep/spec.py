@@ -34,6 +34,7 @@ from pydantic import Field
 from simulator.capacity.ttt import Statistics
 from simulator.config import paths
 from simulator.config.base import SchemaVersion, StrictModel
+from simulator.config.jsonschema import register_file_kind
 from simulator.config.load import validate
 from simulator.config.yamlio import (
     Document,
@@ -231,3 +232,6 @@ def load_sweep(path: str | Path) -> Sweep:
     return from_document(
         doc, spec, (), name=spec.name or file.stem, statistics=spec.statistics, relative_to=file
     )
+
+
+register_file_kind("sweep", SweepFile)

@@ -1,4 +1,5 @@
-"""Pipeline x data parallelism (``type: pipeline``), and its special cases ``data`` and ``single``.
+"""Pipeline x data parallelism (``type: pipeline``); its special cases ``data`` and ``single``
+are in :mod:`strategies.data`.
 
 R replicas, each a pipeline of K stages on K chips, run M micro-batches per step (M is
 ``training.grad_accum``) in a GPipe, 1F1B or interleaved order; activations go forward and
@@ -69,20 +70,6 @@ class PipelineParams(StrictModel):
         description="Shard optimizer state over replicas: reduce-scatter, sharded "
         "update, all-gather.",
     )
-
-
-class DataParams(StrictModel):
-    """Keys of ``strategy:`` for ``type: data``."""
-
-    replicas: PositiveInt | None = Field(None, description="R (default: every chip).")
-    all_reduce: Literal[ALGORITHMS] = Field("auto")  # type: ignore[valid-type]
-    replicated_tensor_sharding: bool = Field(False)
-
-
-class SingleParams(StrictModel):
-    """Keys of ``strategy:`` for ``type: single`` (one IPU)."""
-
-    chip: NonNegativeInt = Field(0, description="Which chip of the system runs the model.")
 
 
 @dataclass
@@ -511,52 +498,6 @@ class Pipeline:
         return summarise(ctx, plan, trace, self.name)
 
 
-class Data(Pipeline):
-    name = "data"
-    params = DataParams  # type: ignore[assignment]
-
-    def plan(self, ctx: PlanContext) -> Plan:
-        p: DataParams = ctx.params  # type: ignore[assignment]
-        replicas = p.replicas or ctx.system.num_chips
-        check_chips(ctx, 1, replicas, "replicas")
-        model = scenario_model(ctx)
-        lay = Layout(
-            1,
-            replicas,
-            1,
-            "1f1b",
-            [list(range(len(model.layers)))],
-            [[r] for r in range(replicas)],
-            p.all_reduce,
-            p.replicated_tensor_sharding,
-        )
-        return plan_layout(ctx, lay, model)
-
-
-class Single(Pipeline):
-    name = "single"
-    params = SingleParams  # type: ignore[assignment]
-
-    def plan(self, ctx: PlanContext) -> Plan:
-        p: SingleParams = ctx.params  # type: ignore[assignment]
-        if p.chip >= ctx.system.num_chips:
-            raise ctx.error(
-                ("strategy", "chip"),
-                f"chip {p.chip} does not exist "
-                f"({ctx.system.name} has chips 0..{ctx.system.num_chips - 1})",
-            )
-        model = scenario_model(ctx)
-        lay = Layout(1, 1, 1, "1f1b", [list(range(len(model.layers)))], [[p.chip]])
-        if ctx.system.num_chips > 1:
-            lay.warnings.append(
-                f"single: one of the {ctx.system.num_chips} chips of "
-                f"{ctx.system.name} is used (chip {p.chip})"
-            )
-        return plan_layout(ctx, lay, model)
-
-
 register(Pipeline())
-register(Data())
-register(Single())
 
-__all__ = ["Data", "Layout", "Pipeline", "Single", "in_flight"]
+__all__ = ["Layout", "Pipeline", "in_flight"]

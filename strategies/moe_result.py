@@ -16,7 +16,7 @@ from simulator.metrics import EngineStats, TrainingAnalytic, TrainingResult
 from simulator.strategy import Plan, PlanContext
 from simulator.workloads.layers import DTYPE_BYTES
 from strategies.moe_routing import Traffic
-from strategies.summary import chip_breakdown, memory_seconds
+from strategies.summary import chip_breakdown, memory_seconds, result_fields
 from strategies.training import describe_memory, gradient_bytes
 
 
@@ -127,20 +127,19 @@ def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None) -> MoeResult:
     tp, model = info["training"], info["model"]
     n = ctx.system.num_chips
     common: dict[str, Any] = dict(
-        name=ctx.scenario.name,
-        strategy="moe",
-        system=ctx.system.name,
-        model=model.name,
-        chips=n,
-        stages=1,
-        replicas=n,
-        schedule=None,
-        global_batch=info["global_batch"],
-        micro_batch=tp.micro_batch,
-        grad_accum=tp.grad_accum,
-        dtype=tp.dtype,
-        memory={str(c): describe_memory(mp) for c, mp in sorted(info["memory"].items())},
-        warnings=list(info["warnings"]),
+        **result_fields(
+            ctx,
+            "moe",
+            model.name,
+            tp,
+            chips=n,
+            stages=1,
+            replicas=n,
+            schedule=None,
+            global_batch=info["global_batch"],
+            memory={str(c): describe_memory(mp) for c, mp in sorted(info["memory"].items())},
+            warnings=list(info["warnings"]),
+        ),
         **routing_fields(plan),
     )
     if not plan.feasible or trace is None:
@@ -164,14 +163,7 @@ def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None) -> MoeResult:
         breakdown=breakdown,
         breakdown_mean=mean,
         analytic=analytic(ctx, plan, step),
-        engine=EngineStats(
-            len(plan.graph),
-            trace.events_processed,
-            trace.flows_started,
-            trace.flow_recomputations,
-            trace.simulated_steps,
-            trace.cached_steps,
-        ),
+        engine=EngineStats.of(trace, len(plan.graph)),
         **common,
     )
 

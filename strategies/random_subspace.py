@@ -49,6 +49,7 @@ from strategies.subspace_counts import (
     compartments,
     step_counts,
 )
+from strategies.summary import result_fields
 from strategies.training import (
     TrainingParams,
     add_phase,
@@ -324,20 +325,19 @@ def summarise(ctx: PlanContext, plan_: Plan, trace: Trace | None) -> SubspaceRes
     chips = [chip for row in lay.chips for chip in row]
     memory = {str(chip): describe_memory(info["memory"][0]) for chip in chips}
     common: dict[str, Any] = dict(
-        name=ctx.scenario.name,
-        strategy="random_subspace",
-        system=ctx.system.name,
-        model=info["model"].name,
-        chips=len(chips),
-        stages=1,
-        replicas=len(chips),
-        schedule=None,
-        global_batch=info["global_batch"],
-        micro_batch=tp.micro_batch,
-        grad_accum=tp.grad_accum,
-        dtype=tp.dtype,
-        memory=memory,
-        warnings=list(lay.warnings),
+        **result_fields(
+            ctx,
+            "random_subspace",
+            info["model"].name,
+            tp,
+            chips=len(chips),
+            stages=1,
+            replicas=len(chips),
+            schedule=None,
+            global_batch=info["global_batch"],
+            memory=memory,
+            warnings=list(lay.warnings),
+        ),
         mode=p.mode,
         basis=p.basis,
         workers=lay.workers,
@@ -380,14 +380,7 @@ def summarise(ctx: PlanContext, plan_: Plan, trace: Trace | None) -> SubspaceRes
         breakdown=breakdown,
         breakdown_mean=mean,
         analytic=_analytic(ctx, plan_, p, step),
-        engine=EngineStats(
-            len(plan_.graph),
-            trace.events_processed,
-            trace.flows_started,
-            trace.flow_recomputations,
-            trace.simulated_steps,
-            trace.cached_steps,
-        ),
+        engine=EngineStats.of(trace, len(plan_.graph)),
         rng_utilisation=float(busy["rng"][0]) / step if step > 0 else None,
         scaling_overhead_s=overhead,
         limiter=_limiter(overhead, step),

@@ -71,6 +71,39 @@ def _all_chips_memory(plan: Plan) -> dict[str, dict[str, int]]:
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 
+def result_fields(
+    ctx: PlanContext,
+    strategy: str,
+    model: str,
+    tp: TrainingParams,
+    *,
+    chips: int,
+    stages: int,
+    replicas: int,
+    schedule: str | None,
+    global_batch: float,
+    memory: dict[str, dict[str, int]],
+    warnings: list[str],
+) -> dict[str, Any]:
+    """The fields every TrainingResult shares (docs/metrics.md), for any training strategy."""
+    return dict(
+        name=ctx.scenario.name,
+        strategy=strategy,
+        system=ctx.system.name,
+        model=model,
+        chips=chips,
+        stages=stages,
+        replicas=replicas,
+        schedule=schedule,
+        global_batch=global_batch,
+        micro_batch=tp.micro_batch,
+        grad_accum=tp.grad_accum,
+        dtype=tp.dtype,
+        memory=memory,
+        warnings=warnings,
+    )
+
+
 def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None, strategy: str) -> TrainingResult:
     info = plan.info
     lay = info["layout"]
@@ -78,20 +111,19 @@ def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None, strategy: str) 
     model: Model = info["model"]
     chips = lay.stages * lay.replicas
     common: dict[str, Any] = dict(
-        name=ctx.scenario.name,
-        strategy=strategy,
-        system=ctx.system.name,
-        model=model.name,
-        chips=chips,
-        stages=lay.stages,
-        replicas=lay.replicas,
-        schedule=lay.schedule if lay.stages > 1 else None,
-        global_batch=info["global_batch"],
-        micro_batch=tp.micro_batch,
-        grad_accum=tp.grad_accum,
-        dtype=tp.dtype,
-        memory=_all_chips_memory(plan),
-        warnings=list(lay.warnings),
+        **result_fields(
+            ctx,
+            strategy,
+            model.name,
+            tp,
+            chips=chips,
+            stages=lay.stages,
+            replicas=lay.replicas,
+            schedule=lay.schedule if lay.stages > 1 else None,
+            global_batch=info["global_batch"],
+            memory=_all_chips_memory(plan),
+            warnings=list(lay.warnings),
+        ),
     )
     if not plan.feasible or trace is None:
         return TrainingResult(

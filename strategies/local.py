@@ -110,20 +110,7 @@ class LocalParams(StrictModel):
 
 # ---- the blocks -----------------------------------------------------------------------------
 def _layer(name: str, kind: str, shape: tuple[int, ...], cost: L.Cost) -> L.Layer:
-    return L.Layer(
-        name=name,
-        kind=kind,
-        group=name,
-        input_shape=shape,
-        output_shape=cost.output_shape,
-        params=cost.params,
-        forward_flops=cost.forward_flops,
-        backward_input_flops=cost.backward_input_flops,
-        backward_weight_flops=cost.backward_weight_flops,
-        activation_elems=cost.activation_elems,
-        unit=cost.unit,
-        matmuls=cost.matmuls,
-    )
+    return L.Layer.from_cost(name, kind, name, shape, cost)
 
 
 def aux_head(

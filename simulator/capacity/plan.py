@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from simulator.capacity.ttt import Statistics
 from simulator.config.base import PositiveFloat, SchemaVersion, StrictModel
 from simulator.config.jsonschema import register_file_kind
-from simulator.config.load import validate
+from simulator.config.load import check_kind, validate
 from simulator.config.yamlio import load_document
 from simulator.errors import InputError
 from simulator.sweep.spec import Sweep, SweepBody, from_document
@@ -90,15 +90,7 @@ def load_plan(path: str | Path) -> Question:
     """Read and validate a plan file (file:line errors, exit 2)."""
     file = Path(path)
     doc = load_document(file)
-    kind = doc.data.get("kind")
-    if isinstance(kind, str) and kind != "plan":
-        f, line = doc.location(("kind",))
-        raise InputError(
-            f"this is a '{kind}' file; a plan file is expected here",
-            file=f,
-            line=line,
-            key_path="kind",
-        )
+    check_kind(doc, "plan")
     spec = validate(doc, PlanFile)
     name = spec.name or file.stem
     if spec.target.time_to_train_s is not None and spec.statistics is None:

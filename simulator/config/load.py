@@ -396,3 +396,17 @@ def override_document(doc: Document, overrides: Iterable[str], source: str = "--
         data = set_path(data, path, value, source)
         origins[path] = (source, None)
     return doc.with_data(data, origins)
+
+
+def check_kind(doc: Document, expected: str, at: KeyPath = ()) -> None:
+    """Refuse a file of another kind (``kind: sweep`` where a plan is expected) with one
+    file:line message, before its keys are checked against the wrong schema."""
+    kind = doc.data.get("kind") if isinstance(doc.data, dict) else None
+    if isinstance(kind, str) and kind != expected:
+        file, line = doc.location((*at, "kind"))
+        raise InputError(
+            f"this is a '{kind}' file; a {expected} file is expected here",
+            file=file,
+            line=line,
+            key_path="kind",
+        )

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from simulator.config import paths
-from simulator.config.load import render_path, validate
+from simulator.config.load import check_kind, render_path, validate
 from simulator.config.topology import (
     PATTERNS,
     ChipFile,
@@ -109,7 +109,7 @@ def load_chip_type(spec: str | Path, *, relative_to: str | Path | None = None) -
     """Read a chip file (a built-in name such as ``gc200`` or a path) as a :class:`ChipType`."""
     path = paths.resolve(spec, "chip", relative_to)
     doc = load_document(path)
-    _check_kind(doc, (), "chip")
+    check_kind(doc, "chip")
     return chip_type_from(validate(doc, ChipFile), path.stem)
 
 
@@ -153,7 +153,7 @@ def load_system(
         path = paths.resolve(spec, "system", relative_to)
         doc = load_document(path)
         data, where, default_name, base = doc.data, _Where(doc), path.stem, path
-        _check_kind(doc, (), "system")
+        check_kind(doc, "system")
     _check_pattern(data, where)
     sf = validate(where.doc, SystemFile, at=where.at, data=data)
     try:
@@ -170,18 +170,6 @@ def _relocate(exc: InputError, where: _Where, *keys: str) -> InputError:
     path = (*where.at, *keys)
     file, line = where.doc.location(path)
     return exc.at(file=file, line=line, key_path=render_path(path))
-
-
-def _check_kind(doc: Document, at: KeyPath, expected: str) -> None:
-    kind = doc.data.get("kind") if isinstance(doc.data, dict) else None
-    if isinstance(kind, str) and kind != expected:
-        file, line = doc.location((*at, "kind"))
-        raise InputError(
-            f"this is a '{kind}' file; a {expected} file is expected here",
-            file=file,
-            line=line,
-            key_path="kind",
-        )
 
 
 def _check_pattern(data: Any, where: _Where) -> None:

@@ -35,7 +35,7 @@ from simulator.capacity.ttt import Statistics
 from simulator.config import paths
 from simulator.config.base import SchemaVersion, StrictModel
 from simulator.config.jsonschema import register_file_kind
-from simulator.config.load import validate
+from simulator.config.load import check_kind, validate
 from simulator.config.yamlio import (
     Document,
     KeyPath,
@@ -219,15 +219,7 @@ def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file (errors name file:line and key path; exit 2)."""
     file = Path(path)
     doc = load_document(file)
-    kind = doc.data.get("kind")
-    if isinstance(kind, str) and kind != "sweep":
-        f, line = doc.location(("kind",))
-        raise InputError(
-            f"this is a '{kind}' file; a sweep file is expected here",
-            file=f,
-            line=line,
-            key_path="kind",
-        )
+    check_kind(doc, "sweep")
     spec = validate(doc, SweepFile)
     return from_document(
         doc, spec, (), name=spec.name or file.stem, statistics=spec.statistics, relative_to=file

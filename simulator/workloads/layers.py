@@ -94,6 +94,33 @@ class Layer:
     #: Not compared or hashed: two layers with equal figures are equal.
     spec: Any = field(default=None, compare=False, repr=False)
 
+    @classmethod
+    def from_cost(
+        cls,
+        name: str,
+        kind: str,
+        group: str,
+        input_shape: tuple[int, ...],
+        cost: Cost,
+        spec: Any = None,
+    ) -> Layer:
+        """The layer a builder's :class:`Cost` describes, named and placed."""
+        return cls(
+            name=name,
+            kind=kind,
+            group=group,
+            input_shape=input_shape,
+            output_shape=cost.output_shape,
+            params=cost.params,
+            forward_flops=cost.forward_flops,
+            backward_input_flops=cost.backward_input_flops,
+            backward_weight_flops=cost.backward_weight_flops,
+            activation_elems=cost.activation_elems,
+            unit=cost.unit,
+            matmuls=cost.matmuls,
+            spec=spec,
+        )
+
     @property
     def input_elems(self) -> int:
         """Elements of the input tensor."""

@@ -205,21 +205,7 @@ class _Walker:
         layer_spec: BaseModel | None = None,
     ) -> tuple[int, ...]:
         self.out.append(
-            L.Layer(
-                name=self.unique(prefix + kind),
-                kind=kind,
-                group=group,
-                input_shape=shape,
-                output_shape=cost.output_shape,
-                params=cost.params,
-                forward_flops=cost.forward_flops,
-                backward_input_flops=cost.backward_input_flops,
-                backward_weight_flops=cost.backward_weight_flops,
-                activation_elems=cost.activation_elems,
-                unit=cost.unit,
-                matmuls=cost.matmuls,
-                spec=layer_spec,
-            )
+            L.Layer.from_cost(self.unique(prefix + kind), kind, group, shape, cost, layer_spec)
         )
         return cost.output_shape
 

@@ -24,8 +24,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import strategies  # noqa: F401 - registers every strategy
     from simulator.metrics import to_json
     from simulator.run import run_scenario
-    from simulator.viz.commands import run_outputs
+    from simulator.viz.commands import check_run_outputs, run_outputs
 
+    check_run_outputs(args)  # before any work: never replace a file ipusim did not write
     outcome = run_scenario(args.scenario, args.set or (), fast_collectives=not args.per_transfer)
     result = outcome.result
     run_outputs(args, outcome)  # --timeline/--report/--trace (docs/visualisation.md)

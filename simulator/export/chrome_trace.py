@@ -166,13 +166,14 @@ def document(outcome: Any, max_events: int = 2_000_000) -> dict[str, Any]:
     }
     if note:
         other["note"] = note
-    return {"traceEvents": evs, "displayTimeUnit": "ms", "otherData": other}
+    # "generator" first, so a later run recognises its own file (simulator.outputs)
+    return {"generator": "ipusim", "traceEvents": evs, "displayTimeUnit": "ms", "otherData": other}
 
 
 def write(outcome: Any, path: str | Path, max_events: int = 2_000_000) -> int:
     """Write the trace JSON to ``path``; return the number of events."""
+    from simulator import outputs
+
     doc = document(outcome, max_events)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(doc, f, separators=(",", ":"))
-        f.write("\n")
+    outputs.write(path, (json.dumps(doc, separators=(",", ":")) + "\n").encode("utf-8"))
     return len(doc["traceEvents"])

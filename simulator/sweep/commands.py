@@ -56,7 +56,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_results_export(args: argparse.Namespace) -> int:
     from simulator.sweep.export import export
 
-    rows = export(args.store, args.out, args.format, args.sweep)
+    rows = export(args.store, args.out, args.format, args.sweep, force=args.force)
     print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
     return EXIT_OK
 
@@ -118,6 +118,11 @@ def add_results_export(rsub: Any) -> None:
     p.add_argument("store", help="results store written by `ipusim sweep`")
     p.add_argument("--out", "-o", required=True, metavar="FILE", help=".csv or .parquet file")
     p.add_argument("--format", choices=("csv", "parquet"), help="default: from --out's suffix")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out file even if ipusim did not write it",
+    )
     p.add_argument("--sweep", metavar="NAME", help="only this sweep's points")
     p.set_defaults(func=_cmd_results_export)
 

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simulator import outputs
 from simulator.capacity.ttt import Curve, Statistics, resolve
 from simulator.errors import InputError
 from simulator.sweep.store import Store
@@ -83,7 +84,12 @@ FORMATS = ("csv", "parquet")
 
 
 def export(
-    path: str | Path, out: str | Path, fmt: str | None = None, sweep: str | None = None
+    path: str | Path,
+    out: str | Path,
+    fmt: str | None = None,
+    sweep: str | None = None,
+    *,
+    force: bool = False,
 ) -> int:
     """Write the store at ``path`` to ``out`` as CSV or Parquet; returns the row count.
 
@@ -97,14 +103,35 @@ def export(
             "(give --format or an .csv / .parquet file name)",
             file=out,
         )
-    if not out.parent.is_dir():
-        raise InputError(f"folder {out.parent} does not exist", file=out)
+    outputs.check(out, force=force, option="--out", ours=is_export)
     df = load_results(path, sweep)
     if fmt == "csv":
-        df.to_csv(out, index=False)
+        data = df.to_csv(index=False).encode("utf-8")
     else:
-        _parquet_safe(df).to_parquet(out, index=False)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(_parquet_safe(df), preserve_index=False)
+        meta = {**(table.schema.metadata or {}), b"generator": b"ipusim"}
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.replace_schema_metadata(meta), sink)
+        data = sink.getvalue().to_pybytes()
+    outputs.write(out, data)
     return len(df)
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is an earlier export of ipusim's (CSV: our leading columns; Parquet:
+    our schema metadata), which ``results export`` may replace."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return (pq.read_schema(path).metadata or {}).get(b"generator") == b"ipusim"
+        except Exception:
+            return False
+    with path.open("rb") as f:
+        return f.readline().startswith(",".join(FIXED).encode())
 
 
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:

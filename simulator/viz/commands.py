@@ -94,6 +94,26 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write the trace as Chrome/Perfetto trace-event JSON (pid = replica, tid = chip)",
     )
+    add_force(run)
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    """``--force``: replace output files that ipusim did not write (it never does otherwise)."""
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing output file even if ipusim did not write it",
+    )
+
+
+def check_run_outputs(args: argparse.Namespace) -> None:
+    """Before running: every --timeline/--report/--trace target may be written."""
+    from simulator import outputs
+
+    for option in ("timeline", "report", "trace"):
+        path = getattr(args, option, None)
+        if path:
+            outputs.check(path, force=args.force, option=f"--{option}")
 
 
 def run_outputs(args: argparse.Namespace, outcome: Any) -> None:
@@ -111,6 +131,7 @@ def run_outputs(args: argparse.Namespace, outcome: Any) -> None:
 def add_topology_options(show: argparse.ArgumentParser) -> None:
     """``ipusim topology show``: ``--html``, ``--load-from``."""
     show.add_argument("--html", metavar="FILE", help="write a drawing of the system as HTML")
+    add_force(show)
     show.add_argument(
         "--load-from",
         metavar="SCENARIO",
@@ -126,6 +147,9 @@ def topology_html(args: argparse.Namespace, system: Any) -> None:
         raise InputError("--load-from needs --html FILE", key_path=None, file=None)
     if not args.html:
         return
+    from simulator import outputs
+
+    outputs.check(args.html, force=args.force, option="--html")
     load, name = None, ""
     if args.load_from:
         import strategies  # noqa: F401 - registers every strategy
@@ -158,6 +182,7 @@ def add_results_plot(rsub: Any) -> None:
     )
     p.add_argument("store", nargs="?", help="results store written by `ipusim sweep`")
     p.add_argument("--html", required=True, metavar="FILE", help="page to write")
+    add_force(p)
     p.add_argument("--sweep", metavar="NAME", help="only this sweep of the store")
     p.add_argument(
         "--scaling",
@@ -181,6 +206,9 @@ def _cmd_results_plot(args: argparse.Namespace) -> int:
             key_path=None,
             file=None,
         )
+    from simulator import outputs
+
+    outputs.check(args.html, force=args.force, option="--html")
     page = _scaling(args) if args.scaling else _sweeps(args)
     size = page.write(args.html)
     print(f"ipusim: plot written to {args.html} ({size / 1e6:.1f} MB)", file=sys.stderr)

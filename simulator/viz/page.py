@@ -112,6 +112,7 @@ class Page:
         ids = ", ".join(f'"{i}"' for i in self.figures)
         return (
             "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+            "<meta name='generator' content='ipusim'>\n"
             f"<title>{html.escape(self.title)}</title>\n<style>{_STYLE}</style>\n"
             f"<script type='text/javascript'>{get_plotlyjs()}</script>\n</head>\n<body>\n"
             f"<h1>{html.escape(self.title)}</h1>\n{sub}\n"
@@ -121,6 +122,6 @@ class Page:
 
     def write(self, path: str | Path) -> int:
         """Write the page to ``path``; return its size in bytes."""
-        data = self.html().encode("utf-8")
-        Path(path).write_bytes(data)
-        return len(data)
+        from simulator import outputs
+
+        return outputs.write(path, self.html().encode("utf-8"))

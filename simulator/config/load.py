@@ -16,7 +16,7 @@ import copy
 import types
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -181,7 +181,8 @@ def _type_message(errors: list[dict[str, Any]], value: Any, extra: str = "") -> 
 
 def _one_message(err: dict[str, Any], extra: str = "") -> str:
     """A bound, validator or other error; ``extra`` names other accepted forms (a union)."""
-    kind, value = err["type"], err.get("input")
+    kind = err["type"]
+    value: Any = err.get("input")
     got = render_value(value)
     if kind in _BOUNDS:
         key, text = _BOUNDS[kind]
@@ -254,7 +255,8 @@ def translate(
     missing one) comes before a missing key.
     """
     groups: dict[tuple[KeyPath, str, str], list[dict[str, Any]]] = {}
-    for err in exc.errors(include_url=False):
+    # pydantic's ErrorDetails is a TypedDict, which mypy never treats as a dict[str, Any]
+    for err in cast(list[dict[str, Any]], exc.errors(include_url=False)):
         groups.setdefault(_classify(err, data), []).append(err)
     # A union member rejected outright (``t: expected a string``) is noise when another member
     # got further (``t.a: expected an integer``): keep the deeper report.

@@ -183,11 +183,13 @@ def scenario_schema_model() -> type[BaseModel]:
     for type_name in strategy_types():
         model = _STRATEGIES[type_name]
         if "type" not in model.model_fields:
-            model = create_model(  # type: ignore[call-overload]
+            # Literal[type_name] of a runtime value is a valid pydantic field type that no
+            # static type can express
+            model = create_model(
                 model.__name__,
                 __base__=model,
                 __module__=model.__module__,
-                type=(Literal[type_name], Field(description="The strategy.")),
+                type=(Literal[type_name], Field(description="The strategy.")),  # type: ignore[arg-type]
             )
         members.append(model)
     if not members:

@@ -337,11 +337,11 @@ def _ipu_links(
         pod_bundles: list[Bundle] = bundles(fabric, nodes, switch_node)
         if isinstance(fabric, SwitchPattern):
             out.node(switch_node)
-        for a, b, n in pod_bundles:
-            out.add(a, b, "ipu_link", n, per_link, sf.ipu_link_efficiency, lat + extra / 2)
-            for end in (a, b):
-                if end.startswith("ipu:"):
-                    used[int(end[4:])] += n
+        for u, v, n in pod_bundles:
+            out.add(u, v, "ipu_link", n, per_link, sf.ipu_link_efficiency, lat + extra / 2)
+            for node in (u, v):
+                if node.startswith("ipu:"):
+                    used[int(node[4:])] += n
     worst = max(range(len(chips)), key=lambda i: used[i], default=None)
     if worst is not None and used[worst] > chip.ipu_links:
         raise where.error(

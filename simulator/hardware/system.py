@@ -82,8 +82,8 @@ class System:
         chip_nodes = set(domain_of)
         for ch in self.channels:  # switch nodes take the domain of a chip they touch
             if ch.kind == "ipu_link" and (ch.src in chip_nodes) != (ch.dst in chip_nodes):
-                chip, other = (ch.src, ch.dst) if ch.src in chip_nodes else (ch.dst, ch.src)
-                domain_of.setdefault(other, domain_of[chip])
+                inside, other = (ch.src, ch.dst) if ch.src in chip_nodes else (ch.dst, ch.src)
+                domain_of.setdefault(other, domain_of[inside])
         for ch in self.channels:
             d = domain_of.get(ch.src)
             if ch.kind == "ipu_link" and d is not None and domain_of.get(ch.dst) == d:

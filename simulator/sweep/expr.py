@@ -153,7 +153,7 @@ class _Eval:
             return self._arith(_BINARY[type(node.op)], left, right)
         if isinstance(node, ast.BoolOp):
             is_and = isinstance(node.op, ast.And)
-            value: Any = is_and
+            value = is_and
             for e in node.values:
                 value = self.visit(e)
                 if bool(value) != is_and:

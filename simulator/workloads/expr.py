@@ -13,7 +13,7 @@ import ast
 import operator
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from simulator.errors import did_you_mean, one_of
 
@@ -48,7 +48,7 @@ def _eval(node: ast.AST, env: Mapping[str, Number]) -> Number:
     if isinstance(node, ast.Expression):
         return _eval(node.body, env)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
+        return cast(Number, node.value)  # type() excludes bool, so mypy cannot narrow it
     if isinstance(node, ast.Name):
         if node.id not in env:
             raise ExprError(

@@ -164,6 +164,7 @@ class _Walker:
         prefix: str,
         group: str,
     ) -> tuple[int, ...]:
+        args: Any
         if isinstance(entry, str):
             kind, args = entry, {}
         elif isinstance(entry, dict) and len(entry) == 1:

@@ -32,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -138,7 +138,7 @@ class Ledger:
         and micro-batch once and an inner block only the phase.
         """
         outer = self.where
-        changes = {"device": device, "phase": phase, "micro_batch": micro_batch}
+        changes: dict[str, Any] = {"device": device, "phase": phase, "micro_batch": micro_batch}
         self.where = replace(outer, **{k: v for k, v in changes.items() if v is not None})
         try:
             yield
@@ -178,7 +178,7 @@ class Ledger:
         """
         every = sorted({d for row in grid for d in row} | set(devices))
         every += sorted({k[0] for k in self.flops} - set(every))
-        flops = {d: dict.fromkeys(PHASES, 0) for d in every}
+        flops: dict[int, dict[str, int]] = {d: dict.fromkeys(PHASES, 0) for d in every}
         for (d, p, _), n in self.flops.items():
             flops[d][p] += n
         per_replica = [_boundaries(self.sent, row) for row in grid]
@@ -188,7 +188,7 @@ class Ledger:
         return LedgerSummary(
             dtype=dtype,
             flops=flops,
-            flops_per_micro_batch=dict(self.flops),
+            flops_per_micro_batch={k: n for k, n in self.flops.items()},
             transfers=dict(self.sent),
             activation_bytes=act,
             gradient_bytes=grad,

@@ -125,7 +125,11 @@ class CollectiveRun:
             res, cap, lat = self._path(a, b)
             latency[i] = lat
             ev = self.ex.net.start(res, step.nbytes, cap, owner=self)
-            ev.callbacks.append(lambda _e, i=i: sent.__setitem__(i, env.now - t0))
+
+            def record_sent(_e: simpy.Event, i: int = i) -> None:
+                sent[i] = env.now - t0
+
+            ev.callbacks.append(record_sent)
             events.append(ev)
         yield from self._wait_all(events)
         delivered = float((sent + latency).max()) if n else 0.0
@@ -148,7 +152,11 @@ class CollectiveRun:
                 continue
             left = step.nbytes * (1.0 - elapsed / m.sent[i])
             ev = self.ex.net.start(res, left, cap, owner=self)
-            ev.callbacks.append(lambda _e, i=i, lat=lat: finish.__setitem__(i, env.now + lat))
+
+            def record_finish(_e: simpy.Event, i: int = i, lat: float = lat) -> None:
+                finish[i] = env.now + lat
+
+            ev.callbacks.append(record_finish)
             events.append(ev)
             # bytes already sent in the replay
             self.ex.net.add_bytes(res, step.nbytes - left)

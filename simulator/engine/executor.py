@@ -119,7 +119,11 @@ class Executor:
             while i < len(order):
                 c = order[i]
                 if busy[c]:
-                    waiting[c].append(lambda i=i: take(i + 1))
+
+                    def take_next(i: int = i) -> None:
+                        take(i + 1)
+
+                    waiting[c].append(take_next)
                     return
                 busy[c] = True
                 i += 1

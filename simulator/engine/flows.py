@@ -19,8 +19,10 @@ from typing import Protocol
 
 import numpy as np
 import simpy
+from simpy.events import EventPriority
 
-LATE = 2  # SimPy priority after NORMAL (1): runs when every other event of the instant is done
+# SimPy priority after NORMAL (1): runs when every other event of the instant is done
+LATE = EventPriority(2)
 _REL_TOL = 1e-12
 
 
@@ -274,7 +276,11 @@ class FlowNetwork:
             eta = float(np.min(self._rem / self._rate))
         token = self._wake_token
         wake = self.env.timeout(max(eta, 0.0))
-        wake.callbacks.append(lambda _e, t=token: self._on_wake(t))
+
+        def wake_up(_e: simpy.Event, t: int = token) -> None:
+            self._on_wake(t)
+
+        wake.callbacks.append(wake_up)
 
     def _on_wake(self, token: int) -> None:
         if token == self._wake_token:
@@ -285,7 +291,7 @@ class FlowNetwork:
         return self._rem.size + len(self._pending)
 
 
-def on_all(events: Sequence[simpy.Event], callback: Callable[[], None]) -> None:
+def on_all(events: Sequence[simpy.Event], callback: Callable[[], object]) -> None:
     """Call ``callback`` once every event in ``events`` has been processed (no SimPy AllOf)."""
     remaining = [len(events)]
     if not events:

@@ -63,6 +63,8 @@ def balanced(model: Model, stages: int, fail: Fail) -> list[list[int]]:
             load += w
         return parts if len(parts) <= stages else None
 
+    lo: float
+    hi: float
     lo, hi = max(work), sum(work)
     best = split(hi)
     for _ in range(60):

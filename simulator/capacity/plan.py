@@ -58,6 +58,10 @@ class Target(StrictModel):
         return self
 
 
+def _default_rank_by() -> list[RankKey]:
+    return ["chips", "power_W", "time_to_train_s"]
+
+
 class PlanFile(StrictModel):
     """A capacity-planning question (``kind: plan``)."""
 
@@ -69,7 +73,7 @@ class PlanFile(StrictModel):
     statistics: Statistics | None = Field(None, description="Samples to the target.")
     target: Target = Field(description="What a configuration must meet.")
     rank_by: list[RankKey] = Field(
-        default_factory=lambda: ["chips", "power_W", "time_to_train_s"],
+        default_factory=_default_rank_by,
         min_length=1,
         description="Ascending sort keys of the configurations that meet the target.",
     )

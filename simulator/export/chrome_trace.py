@@ -104,10 +104,10 @@ def events(outcome: Any, max_events: int = 2_000_000) -> tuple[list[dict[str, An
                 t = tid + LANE_TID * lane
                 threads[(pid, t)] = tname + (f" lane {lane + 1}" if lane else "")
                 out.append(_event(s, pid, t, m))
-    for ch, spans in sorted(_by_row(trace.link_spans).items()):
+    for ch, link_spans in sorted(_by_row(trace.link_spans).items()):
         c = system.channels[ch]
         procs[LINKS_PID] = "links"
-        for lane, s, m in _lanes((s, False) for s in spans):
+        for lane, s, m in _lanes((s, False) for s in link_spans):
             t = ch + LANE_TID * lane
             threads[(LINKS_PID, t)] = f"{c.src}→{c.dst}" + (f" lane {lane + 1}" if lane else "")
             out.append(_event(s, LINKS_PID, t, m))

@@ -64,10 +64,10 @@ def run_local(tasks: Sequence[PointTask], jobs: int, on_done: OnDone, on_lost: O
         try:
             while True:
                 while len(pending) < window:
-                    task = next(queue, None)
-                    if task is None:
+                    queued = next(queue, None)
+                    if queued is None:
                         break
-                    pending[pool.submit(run_point, task)] = task
+                    pending[pool.submit(run_point, queued)] = queued
                 if not pending:
                     return
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)

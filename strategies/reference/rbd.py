@@ -340,8 +340,8 @@ class SubspaceRun:
         else:
             received: dict[int, list[np.ndarray]] = {}
             for r in range(cfg.replicas):
-                group = [w * cfg.replicas + r for w in range(cfg.workers)]
-                messages = {d: pack(t, coords[d]) for d in group}
+                workers = [w * cfg.replicas + r for w in range(cfg.workers)]
+                messages = {d: pack(t, coords[d]) for d in workers}
                 if cfg.workers > 1:
                     received.update(self.comm.all_gather(messages, tag="coefficients"))
                 else:

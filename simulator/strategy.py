@@ -58,7 +58,11 @@ class Strategy(Protocol):
     """What every strategy module provides."""
 
     name: str
-    params: type[StrictModel]
+
+    @property
+    def params(self) -> type[StrictModel]:
+        """The schema of ``strategy:`` keys (read-only, so a subclass of StrictModel fits)."""
+        ...
 
     def plan(self, ctx: PlanContext) -> Plan: ...
 

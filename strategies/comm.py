@@ -8,7 +8,7 @@ in docs/metrics.md.
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Literal, Self, cast
 
 from pydantic import Field, model_validator
 
@@ -28,7 +28,14 @@ from simulator.engine.collectives import (
 )
 from simulator.engine.collectives_run import ELEM_BYTES
 from simulator.engine.graph import TaskGraph
-from simulator.engine.tasks import ALGORITHMS, Collective, Compute, MemLoad, Transfer
+from simulator.engine.tasks import (
+    ALGORITHMS,
+    Collective,
+    CollectiveKind,
+    Compute,
+    MemLoad,
+    Transfer,
+)
 from simulator.engine.trace import Trace
 from simulator.metrics import Analytic, CommResult, EngineStats
 from simulator.strategy import Plan, PlanContext, register
@@ -148,7 +155,11 @@ class Comm:
         p: CommParams = ctx.params  # type: ignore[assignment]
         chips = self._chips(ctx, p)
         tiles = self._tiles(ctx, p, chips)
-        per_tile = p.bytes_per_tile if p.bytes_per_tile is not None else p.bytes_per_chip / tiles
+        if p.bytes_per_tile is not None:
+            per_tile = p.bytes_per_tile
+        else:
+            assert p.bytes_per_chip is not None  # CommParams requires exactly one of the two
+            per_tile = p.bytes_per_chip / tiles
         per_chip = per_tile * tiles
         root = p.root if p.root is not None else chips[0]
         g = TaskGraph()
@@ -165,7 +176,7 @@ class Comm:
                 alg = choose_algorithm(ctx.system, p.pattern, chips, per_chip)
             g.add(
                 Collective(
-                    p.pattern,
+                    cast(CollectiveKind, p.pattern),  # one of CHIP_PATTERNS
                     tuple(chips),
                     per_chip,
                     alg,

@@ -111,7 +111,7 @@ class MoeShape:
     top_k: int
     hidden: int
     intermediate: int
-    activation: str
+    activation: Literal["gelu", "relu"]
     bias: bool
     router_bias: bool
     seq: int  # tokens per sample
@@ -217,7 +217,7 @@ class Costs:
                 intermediate=ms.intermediate,
                 activation=ms.activation,
                 bias=ms.bias,
-            ),  # type: ignore[arg-type]
+            ),
             (rows, ms.hidden),
         )
         layer = L.Layer(

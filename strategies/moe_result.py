@@ -11,6 +11,7 @@ from simulator.analytic import TransferSpec, exchange_estimate, path_model, step
 from simulator.analytic import transfer_flows as flows_of
 from simulator.engine.collectives import ring_order
 from simulator.engine.collectives import schedule as collective_steps
+from simulator.engine.tasks import Compute
 from simulator.engine.trace import Trace
 from simulator.metrics import EngineStats, TrainingAnalytic, TrainingResult
 from simulator.strategy import Plan, PlanContext
@@ -222,7 +223,7 @@ def analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalytic
     opt = 0.0
     for t in plan.graph.nodes:
         task = t.task
-        if getattr(task, "kind", None) == "optimizer" and getattr(task, "chip", None) == 0:
+        if isinstance(task, Compute) and task.kind == "optimizer" and task.chip == 0:
             opt += (task.cycles or 0.0) / ct.clock_hz
     mem = memory_seconds(ctx, plan)
     est = pipe + coll + opt + mem

@@ -26,7 +26,14 @@ from pydantic import Field
 from simulator.config.base import NonNegativeInt, PositiveInt, StrictModel
 from simulator.engine.collectives import ring_order
 from simulator.engine.graph import TaskGraph
-from simulator.engine.tasks import ALGORITHMS, Collective, MemLoad, MemStore, Transfer
+from simulator.engine.tasks import (
+    ALGORITHMS,
+    Collective,
+    CollectiveKind,
+    MemLoad,
+    MemStore,
+    Transfer,
+)
 from simulator.strategy import Plan, PlanContext, register
 from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.model import Model
@@ -48,25 +55,30 @@ class PipelineParams(StrictModel):
     """Keys of ``strategy:`` for ``type: pipeline``."""
 
     stages: PositiveInt = Field(description="K: chips per replica, one pipeline stage each.")
-    replicas: PositiveInt = Field(1, description="R: data-parallel replicas of the pipeline.")
-    schedule: Literal["gpipe", "1f1b", "interleaved"] = Field("1f1b")
-    chunks: PositiveInt = Field(1, description="Virtual stages per chip (interleaved only).")
+    replicas: PositiveInt = Field(
+        default=1, description="R: data-parallel replicas of the pipeline."
+    )
+    schedule: Literal["gpipe", "1f1b", "interleaved"] = Field(default="1f1b")
+    chunks: PositiveInt = Field(
+        default=1, description="Virtual stages per chip (interleaved only)."
+    )
     placement: Literal["auto"] = Field(
-        "auto",
+        default="auto",
         description="Balance layers by FLOPs, unless "
         "layers_per_stage or attention_ffn_per_stage is given.",
     )
     layers_per_stage: list[NonNegativeInt] | None = Field(
-        None, description="Repeated blocks (e.g. encoder layers) per stage; embedding on stage 0."
+        default=None,
+        description="Repeated blocks (e.g. encoder layers) per stage; embedding on stage 0.",
     )
     attention_ffn_per_stage: list[list[NonNegativeInt]] | None = Field(
-        None, description="[attention parts, FFN parts] per stage (MLPerf BERT configs)."
+        default=None, description="[attention parts, FFN parts] per stage (MLPerf BERT configs)."
     )
     all_reduce: Literal[ALGORITHMS] = Field(  # type: ignore[valid-type]
-        "auto", description="Gradient all-reduce algorithm between matching stages."
+        default="auto", description="Gradient all-reduce algorithm between matching stages."
     )
     replicated_tensor_sharding: bool = Field(
-        False,
+        default=False,
         description="Shard optimizer state over replicas: reduce-scatter, sharded "
         "update, all-gather.",
     )
@@ -230,7 +242,6 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                     if j < vstages - 1:
                         deps.append(bwd_out[(mb, j + 1)])
                     start = len(g)
-                    done = deps[-1] if deps else None
                     dl = deps
                     if costs[j].recompute.flops or costs[j].recompute.compute_s:
                         dl = _weights_in(g, ctx, lay, j, costs[j], tp, dl, f"R mb{mb} s{j}")
@@ -249,7 +260,7 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                             )
                     bwd_out[(mb, j)] = out
                 pipeline_tasks.update(range(start, len(g)))
-                last_on_chip[chip] = done  # type: ignore[assignment]
+                last_on_chip[chip] = done
                 pos[d] += 1
                 remaining -= 1
                 progress = True
@@ -275,6 +286,17 @@ def mirror_chips(ctx: PlanContext, lay: Layout, d: int) -> list[int]:
         for r in range(1, lay.replicas)
         if ctx.system.chips[lay.chips[r][d]].machine in machines
     ]
+
+
+def _mem_op(
+    op: type[MemLoad] | type[MemStore], nbytes: float, label: str
+) -> Callable[[int], MemLoad | MemStore]:
+    """``chip -> op(chip, nbytes, label=label)``, for :func:`stream`."""
+
+    def make(chip: int) -> MemLoad | MemStore:
+        return op(chip, nbytes, label=label)
+
+    return make
 
 
 def stream(
@@ -350,7 +372,7 @@ def step_end(
         group = tuple(ring_order(system, [lay.chips[r][d] for r in range(lay.replicas)]))
         share = 1
         if lay.replicas > 1:
-            kind = "reduce_scatter" if lay.rts else "all_reduce"
+            kind: CollectiveKind = "reduce_scatter" if lay.rts else "all_reduce"
             deps = [
                 g.add(
                     Collective(
@@ -373,7 +395,7 @@ def step_end(
                     ctx,
                     lay,
                     d,
-                    lambda c, b=state, d=d: MemLoad(c, b, label=f"load optimizer state {d}"),
+                    _mem_op(MemLoad, state, f"load optimizer state {d}"),
                     deps,
                 )
             ]
@@ -393,7 +415,7 @@ def step_end(
                 ctx,
                 lay,
                 d,
-                lambda c, b=wb, d=d: MemStore(c, b, label=f"store weights {d}"),
+                _mem_op(MemStore, wb, f"store weights {d}"),
                 deps,
             )
         if tp.offload_optimizer_state:
@@ -403,7 +425,7 @@ def step_end(
                 ctx,
                 lay,
                 d,
-                lambda c, b=sb, d=d: MemStore(c, b, label=f"store optimizer state {d}"),
+                _mem_op(MemStore, sb, f"store optimizer state {d}"),
                 deps,
             )
         if lay.replicas > 1 and lay.rts:

@@ -33,34 +33,35 @@ class TrainingParams(StrictModel):
 
     micro_batch: PositiveInt = Field(description="Samples (or packs) per micro-batch per replica.")
     grad_accum: PositiveInt = Field(
-        1,
+        default=1,
         description="Micro-batches accumulated per step (pipelines: micro-batches in flight "
         "per step, M).",
     )
     global_batch: PositiveInt | None = Field(
-        None,
+        default=None,
         description="Samples per step; checked against micro_batch x grad_accum x "
         "replicas x samples_per_input.",
     )
     samples_per_input: PositiveFloat = Field(
-        1.0,
+        default=1.0,
         description="Samples one micro-batch element counts as (2 for packed BERT: a "
         "512-token pack holds ~2 sequences).",
     )
-    dtype: Literal["fp16", "fp32"] = Field("fp16", description="Weights and activations.")
+    dtype: Literal["fp16", "fp32"] = Field(default="fp16", description="Weights and activations.")
     master_weights: Literal["fp16", "fp32"] | None = Field(
-        None, description="Extra master copy of the weights in this dtype (e.g. fp32)."
+        default=None, description="Extra master copy of the weights in this dtype (e.g. fp32)."
     )
-    optimizer: Literal["sgd", "momentum", "adam", "lamb"] = Field("sgd")
-    optimizer_state_dtype: Literal["fp16", "fp32"] = Field("fp32")
+    optimizer: Literal["sgd", "momentum", "adam", "lamb"] = Field(default="sgd")
+    optimizer_state_dtype: Literal["fp16", "fp32"] = Field(default="fp32")
     recompute: Literal["none", "checkpoint"] = Field(
-        "none", description="checkpoint: keep only layer inputs, recompute in the backward pass."
+        default="none",
+        description="checkpoint: keep only layer inputs, recompute in the backward pass.",
     )
-    offload_optimizer_state: bool = Field(False, description="Keep it in Streaming Memory.")
-    offload_weights: bool = Field(False, description="Keep weights in Streaming Memory.")
-    steps: PositiveInt | None = Field(None, description="Steps to run (for time-to-train).")
+    offload_optimizer_state: bool = Field(default=False, description="Keep it in Streaming Memory.")
+    offload_weights: bool = Field(default=False, description="Keep weights in Streaming Memory.")
+    steps: PositiveInt | None = Field(default=None, description="Steps to run (for time-to-train).")
     compute_scale: PositiveFloat = Field(
-        1.0,
+        default=1.0,
         description="Multiplies the cost model's compute and exchange time of every phase: "
         "a CALIBRATION of what the cost model leaves out (framework and kernel overheads), set "
         "only from a measured point and named as such (validation/calibrate_mlperf.py).",

@@ -15,6 +15,20 @@ from simulator.engine.trace import Trace
 from simulator.hardware.model import Channel, Chip, ChipType
 from simulator.hardware.system import System
 
+#: A scenario that runs in milliseconds (an MLP, data-parallel over one M2000), the base of the
+#: sweep and plan tests' generated files.
+TINY_DATA_SCENARIO = """\
+schema_version: 1
+name: tiny
+topology: m2000
+model: mlp
+strategy:
+  type: data
+training:
+  micro_batch: 16
+  grad_accum: 1
+"""
+
 TEST_CHIP = ChipType(
     name="testchip",
     tiles=100,

@@ -10,20 +10,11 @@ import pytest
 from simulator.capacity.plan import answer, load_plan, pareto
 from simulator.cli import main
 from simulator.sweep.driver import prepare
+from tests.helpers import TINY_DATA_SCENARIO
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "scenarios" / "plans" / "bert-large-10-minutes.yaml"
-BASE = """\
-schema_version: 1
-name: tiny
-topology: m2000
-model: mlp
-strategy:
-  type: data
-training:
-  micro_batch: 16
-  grad_accum: 1
-"""
+BASE = TINY_DATA_SCENARIO
 
 
 def write_plan(tmp_path: Path, target: str, extra: str = "") -> Path:

@@ -23,18 +23,9 @@ from simulator.sweep import load_results, load_sweep, run_sweep
 from simulator.sweep.points import expand
 from simulator.sweep.store import Store
 from simulator.sweep.worker import PointTask, run_point
+from tests.helpers import TINY_DATA_SCENARIO
 
-BASE = """\
-schema_version: 1
-name: tiny
-topology: m2000
-model: mlp
-strategy:
-  type: data
-training:
-  micro_batch: 16
-  grad_accum: 1
-"""
+BASE = TINY_DATA_SCENARIO
 # 2 x 3 points: replicas 3 is invalid input on 4 chips (an error point), micro-batch 4e6
 # does not fit in SRAM (an infeasible point), the rest run.
 MIXED = "grid:\n  strategy.replicas: [4, 3]\n  training.micro_batch: [8, 16, 4000000]\n"

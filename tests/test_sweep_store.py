@@ -13,18 +13,9 @@ from simulator.errors import InputError
 from simulator.sweep import export, load_results, load_sweep, run_sweep
 from simulator.sweep.store import Store, check_store
 from simulator.sweep.worker import PointRecord
+from tests.helpers import TINY_DATA_SCENARIO
 
-BASE = """\
-schema_version: 1
-name: tiny
-topology: m2000
-model: mlp
-strategy:
-  type: data
-training:
-  micro_batch: 16
-  grad_accum: 1
-"""
+BASE = TINY_DATA_SCENARIO
 
 
 def write(tmp_path: Path, body: str, name: str = "sweep.yaml") -> Path:

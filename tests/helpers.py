@@ -29,6 +29,24 @@ training:
   grad_accum: 1
 """
 
+
+def inline_gc200_ring(chips: int) -> dict[str, object]:
+    """An inline system file: one machine of ``chips`` GC200s on an IPU-Link ring (2 links per
+    edge), for scenarios that need a chip count no shipped system has."""
+    return {
+        "schema_version": 1,
+        "kind": "system",
+        "name": f"ring{chips}",
+        "chip": "gc200",
+        "machines_per_pod": 1,
+        "chips_per_machine": chips,
+        "ipu_link_GBps": 32,
+        "ipu_link_efficiency": 0.9,
+        "ipu_link_hop_latency_ns": 160,
+        "fabric": {"pattern": "ring", "links": 2} if chips > 1 else {"pattern": "none"},
+    }
+
+
 TEST_CHIP = ChipType(
     name="testchip",
     tiles=100,

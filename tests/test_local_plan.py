@@ -33,6 +33,7 @@ import strategies  # noqa: F401 - registers the strategies
 from simulator.engine.tasks import Compute, Transfer
 from simulator.run import Outcome, run_scenario
 from strategies.reference.local import LocalConfig, LocalLedger, local_ledger
+from tests.helpers import inline_gc200_ring
 
 MICRO_BATCH = 4
 CLASSES = 10
@@ -56,18 +57,7 @@ def mlp_model(sizes: tuple[int, ...]) -> dict[str, Any]:
 
 
 def ring(chips: int) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "kind": "system",
-        "name": f"ring{chips}",
-        "chip": "gc200",
-        "machines_per_pod": 1,
-        "chips_per_machine": chips,
-        "ipu_link_GBps": 32,
-        "ipu_link_efficiency": 0.9,
-        "ipu_link_hop_latency_ns": 160,
-        "fabric": {"pattern": "ring", "links": 2} if chips > 1 else {"pattern": "none"},
-    }
+    return inline_gc200_ring(chips)
 
 
 def run_local(

@@ -54,6 +54,7 @@ from simulator.engine.tasks import Collective, Compute, Transfer
 from simulator.run import Outcome, run_scenario
 from strategies.reference import LedgerSummary, ReferenceConfig, reference_ledger
 from strategies.schedule import in_flight
+from tests.helpers import inline_gc200_ring
 
 SIZES = (64, 32, 16, 10)
 MICRO_BATCH = 4
@@ -81,18 +82,7 @@ def ring_topology(chips: int) -> dict[str, Any] | str:
     """m2000 for 4 chips, else an inline one-machine system of GC200s on an IPU-Link ring."""
     if chips == 4:
         return "m2000"
-    return {
-        "schema_version": 1,
-        "kind": "system",
-        "name": f"ring{chips}",
-        "chip": "gc200",
-        "machines_per_pod": 1,
-        "chips_per_machine": chips,
-        "ipu_link_GBps": 32,
-        "ipu_link_efficiency": 0.9,
-        "ipu_link_hop_latency_ns": 160,
-        "fabric": {"pattern": "ring", "links": 2} if chips > 1 else {"pattern": "none"},
-    }
+    return inline_gc200_ring(chips)
 
 
 def placement_counts(placement: tuple[int, ...], stages: int) -> list[int]:

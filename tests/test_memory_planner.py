@@ -18,6 +18,7 @@ from simulator.workloads.memory import (
     ChipMemory,
     MemoryConfig,
     plan_memory,
+    stored_elems,
 )
 
 CHIP = ChipMemory(
@@ -79,6 +80,27 @@ def test_checkpointing_by_hand() -> None:
     assert p.activations == (checkpoints + working) * 2
     assert p.stash == checkpoints * 2
     assert p.recompute_flops == sum(x.forward_flops for x in tiny_mlp())
+
+
+def test_output_read_only_by_a_relu_is_not_kept() -> None:
+    """conv -> batchnorm -> relu -> conv: the conv's output is the norm's input (kept), the
+    norm's output only feeds the ReLU, whose gradient uses its own output (not kept)."""
+    shape = (2, 4, 4)
+    conv = L.conv2d(spec.Conv2dSpec(kernel=1, out_channels=2), shape)
+    bn = L.batchnorm(spec.BatchNormSpec(), shape)
+    relu = L.elementwise("relu", shape)
+    conv2 = L.conv2d(spec.Conv2dSpec(kernel=1, out_channels=2), shape)
+    layers = [
+        replace(as_layer("c1", conv, shape), kind="conv2d"),
+        replace(as_layer("bn", bn, shape), kind="batchnorm"),
+        replace(as_layer("r", relu, shape), kind="relu"),
+        replace(as_layer("c2", conv2, shape), kind="conv2d"),
+    ]
+    assert stored_elems(layers) == [32, 0, 32, 32]
+    p = plan_memory(layers, MemoryConfig(micro_batch=1), CHIP)
+    assert p.activations == (32 + 32 + 0 + 32 + 32) * 2  # input, conv, (bn), relu, conv2
+    # a ReLU that is not preceded by such a layer changes nothing (tiny_mlp's kinds are names)
+    assert stored_elems(tiny_mlp()) == [x.activation_elems for x in tiny_mlp()]
 
 
 def test_offload_and_sharding_by_hand() -> None:

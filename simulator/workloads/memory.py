@@ -18,7 +18,8 @@ what would help. Categories:
   differs from the compute dtype; divided by the replicated-tensor-sharding factor. Offloaded
   state leaves SRAM except a buffer for the largest layer's share, streamed in for the update.
 * ``activations`` — what the micro-batch in its backward pass holds: every layer's stored
-  tensors (:attr:`Layer.activation_elems`) plus the chip's input without recomputation; with
+  tensors (:attr:`Layer.activation_elems`, less outputs that only a ReLU reads: see
+  :func:`stored_elems`) plus the chip's input without recomputation; with
   checkpointing only each segment's input (a residual block, an attention or FFN part, or a
   lone layer) plus one segment's recomputed internals at a time.
 * ``stash`` — the other ``in_flight - 1`` micro-batches' stored tensors (full or checkpoints)
@@ -149,6 +150,41 @@ def _segments(layers: Sequence[Layer]) -> list[list[Layer]]:
     return out
 
 
+#: Layers whose gradient is computed from their *output* alone (TensorFlow's ``_ReluGrad`` takes
+#: ``op.outputs[0]``; PyTorch's in-place ReLU backward uses the result): the tensor that feeds
+#: them need not be kept for their backward pass.
+OUTPUT_GRADIENT_KINDS = frozenset({"relu"})
+
+#: Layers whose own backward pass does not read their output (a convolution, a dense layer, a
+#: batch or layer norm need their input and weights or saved statistics; an add needs nothing):
+#: when such a layer's only stored tensor is its output and that output feeds a layer of
+#: :data:`OUTPUT_GRADIENT_KINDS`, nothing needs the output after the forward pass.
+OUTPUT_UNREAD_KINDS = frozenset({"conv2d", "dense", "batchnorm", "layernorm", "add"})
+
+
+def stored_elems(layers: Sequence[Layer]) -> list[int]:
+    """Elements each layer keeps for the backward pass, per sample.
+
+    :attr:`Layer.activation_elems`, except that an output nothing reads backwards is not kept:
+    a convolution, norm or add whose output goes straight into a ReLU (the ReLU keeps its own
+    output, from which both its gradient and the next layer's weight gradient are computed).
+    This is the rule of the frameworks the MLPerf submissions ran (TensorFlow's gradient
+    registry: ``_ReluGrad`` uses the ReLU's output, ``FusedBatchNormGrad`` the norm's input and
+    saved statistics, ``Conv2DBackpropFilter`` the convolution's input).
+    """
+    out = []
+    for i, x in enumerate(layers):
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        unread = (
+            nxt is not None
+            and nxt.kind in OUTPUT_GRADIENT_KINDS
+            and x.kind in OUTPUT_UNREAD_KINDS
+            and x.activation_elems == x.output_elems
+        )
+        out.append(0 if unread else x.activation_elems)
+    return out
+
+
 def _per_sample_activations(layers: Sequence[Layer], recompute: Recompute) -> tuple[int, int]:
     """(elements held by the micro-batch in backward, elements stashed per waiting micro-batch).
 
@@ -159,12 +195,13 @@ def _per_sample_activations(layers: Sequence[Layer], recompute: Recompute) -> tu
     more memory.
     """
     first_input = layers[0].input_elems
-    full = first_input + sum(x.activation_elems for x in layers)
+    stored = dict(zip((x.name for x in layers), stored_elems(layers), strict=True))
+    full = first_input + sum(stored.values())
     if recompute == "none":
         return full, full
     segments = _segments(layers)
     checkpoints = sum(seg[0].input_elems for seg in segments)
-    working = max(sum(x.activation_elems for x in seg) for seg in segments)
+    working = max(sum(stored[x.name] for x in seg) for seg in segments)
     return min(full, checkpoints + working), min(full, checkpoints)
 
 

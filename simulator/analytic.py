@@ -85,15 +85,21 @@ def transfer_flows(
 def steps_estimate(
     system: System, steps: Sequence[Step], tiles: int | None, reduce_rate: float
 ) -> Estimate:
-    """Estimate of a collective's steps (``reduce_rate``: elements reduced per second)."""
+    """Estimate of a collective's steps (``reduce_rate``: elements reduced per second).
+
+    Every step opens with a sync over the collective's chips (those its steps name), as the
+    engine runs it."""
     paths = path_model(system)
     total = Estimate(0.0, 0.0)
     memo: dict[int, Estimate] = {}
+    group = sorted({c for step in steps for pair in step.pairs for c in pair})
+    sync = system.sync_latency_s(group) if len(group) > 1 else 0.0
     for step in steps:
         est = memo.get(step.key)
         if est is None:
             specs = [TransferSpec(a, b, step.nbytes, tiles=tiles) for a, b in step.pairs]
             red = step.reduce_elems / reduce_rate if step.reduce_elems else 0.0
-            est = memo[step.key] = exchange_estimate(paths, transfer_flows(paths, specs), red)
+            est = exchange_estimate(paths, transfer_flows(paths, specs), red)
+            est = memo[step.key] = Estimate(est.estimate_s + sync, est.lower_bound_s + sync)
         total = Estimate(total.estimate_s + est.estimate_s, total.lower_bound_s + est.lower_bound_s)
     return total

@@ -33,15 +33,18 @@ class Outcome:
 def build_system(loaded: LoadedScenario) -> System:
     """The scenario's system: a built-in name, a path relative to the scenario, or a mapping."""
     topo = loaded.scenario.topology
+    hosts = loaded.scenario.hosts
+    host = hosts.system_keys() if hosts is not None else None
+    host_at = (loaded.document, ("hosts",))
     if isinstance(topo, str):
         try:
-            return load_system(topo, relative_to=loaded.path)
+            return load_system(topo, relative_to=loaded.path, host=host, host_at=host_at)
         except InputError as exc:
             if exc.location.file is not None:
                 raise
             file, line = loaded.document.location(("topology",))
             raise exc.at(file=file, line=line, key_path="topology") from None
-    return load_system(topo, origin=loaded.document, at=("topology",))
+    return load_system(topo, origin=loaded.document, at=("topology",), host=host, host_at=host_at)
 
 
 def run_loaded(

@@ -16,7 +16,7 @@ from simulator.workloads.model import Model
 from strategies.schedule import in_flight
 from strategies.training import TrainingParams, describe_memory, gradient_bytes, stage_memory
 
-KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory")
+KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory", "host")
 
 
 def memory_plans(

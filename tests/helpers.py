@@ -6,6 +6,7 @@ by hand; they are not hardware facts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import MappingProxyType
 
 from simulator.engine.executor import execute
@@ -129,3 +130,14 @@ def run_collective(
     """Trace of one Collective run alone on ``system``."""
     task = Collective(kind, group, nbytes, algorithm)  # type: ignore[arg-type]
     return run_tasks(system, task, fast_collectives=fast_collectives)
+
+
+def ring_alpha_beta(system: System, ring: Sequence[int]) -> tuple[float, float]:
+    """α: the group's sync + exchange latency + route latency of the slowest ring step;
+    β: narrowest ring link. Read from the System objects, not from the code under test."""
+    alpha, beta = 0.0, float("inf")
+    for i, a in enumerate(ring):
+        route = system.chip_route(a, ring[(i + 1) % len(ring)])
+        alpha = max(alpha, system.chips[a].type.exchange_latency_s + route.latency_s)
+        beta = min([beta, *(system.channels[c].capacity_Bps for c in route.channels)])
+    return alpha + system.sync_latency_s(ring), beta

@@ -182,8 +182,9 @@ def test_run_json_prints_exactly_one_document(tmp_path: Path, capsys) -> None:
     assert out.startswith("{") and out.endswith("}\n")
     assert doc["name"] == "ar" and doc["feasible"] is True and doc["reason"] is None
     assert doc["pattern"] == "all_reduce" and doc["algorithm"] == "ring"
-    # ring all-reduce on m2000 by hand: alpha = 133 + 231 + 160 ns, beta = 2 x 27.72 GB/s
-    alpha, beta, m = 524e-9, 2 * 32e9 * 0.86625, 2e6
+    # ring all-reduce on m2000 by hand: alpha = 377.4 (sync) + 133 + 231 + 160 ns,
+    # beta = 2 x 27.72 GB/s
+    alpha, beta, m = 901.4e-9, 2 * 32e9 * 0.86625, 2e6
     assert doc["time_s"] == pytest.approx(6 * (alpha + m / (4 * beta)), rel=0.01)
     assert doc["algbw_GBps"] == pytest.approx(m / doc["time_s"] / 1e9, rel=1e-9)
     assert doc["bandwidth_GBps"] == pytest.approx(6 * m / doc["time_s"] / 1e9, rel=1e-9)

@@ -1,9 +1,9 @@
 """Layers 2 and 3 for collectives: closed forms and the fast path.
 
 Layer 2 (closed forms): ring all-reduce on 4 chips = 2(N−1)(α + M/(Nβ)) within 1%, computed by
-the full per-transfer simulation (``fast_collectives=False``), with α (exchange latency + route
-latency of a ring step) and β (bottleneck capacity of the ring's links) read from the System
-objects, on a hand-built ring and on the shipped m2000.
+the full per-transfer simulation (``fast_collectives=False``), with α (the group's sync, exchange
+latency + route latency of a ring step) and β (bottleneck capacity of the ring's links) read
+from the System objects, on a hand-built ring and on the shipped m2000.
 
 Layer 3 (fast path = identical concurrent steps simulated once): for every algorithm × kind on
 4- and 8-chip rings and lines and on pod16 the replayed run equals the per-transfer simulation
@@ -14,8 +14,6 @@ interrupted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from simulator.analytic import steps_estimate
@@ -25,22 +23,9 @@ from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import ALGORITHMS, COLLECTIVE_KINDS, Collective, Compute, Transfer
 from simulator.hardware.build import load_system
 from simulator.hardware.system import System
-from tests.helpers import line_system, ring_system, run_collective
+from tests.helpers import line_system, ring_alpha_beta, ring_system, run_collective
 
 FAST_REL = 1e-9
-
-
-def ring_alpha_beta(system: System, ring: Sequence[int]) -> tuple[float, float]:
-    """α: exchange latency + route latency of the slowest ring step; β: narrowest ring link."""
-    n = len(ring)
-    alpha = 0.0
-    beta = float("inf")
-    for i in range(n):
-        a, b = ring[i], ring[(i + 1) % n]
-        route = system.chip_route(a, b)
-        alpha = max(alpha, system.chips[a].type.exchange_latency_s + route.latency_s)
-        beta = min([beta, *(system.channels[c].capacity_Bps for c in route.channels)])
-    return alpha, beta
 
 
 def ring_allreduce(n: int, m: float, alpha: float, beta: float) -> float:
@@ -66,7 +51,7 @@ def test_ring_allreduce_on_a_4_ring_matches_the_closed_form(nbytes: float) -> No
     s = ring_system(4)
     ring = (0, 1, 2, 3)
     alpha, beta = ring_alpha_beta(s, ring)
-    assert (alpha, beta) == (100e-9 + 1e-6, 10e9)  # the fixture's numbers, by hand
+    assert (alpha, beta) == (100e-9 + 1e-6 + 200e-9, 10e9)  # the fixture's numbers, by hand
     t = run_collective(s, "all_reduce", ring, nbytes, "ring", fast_collectives=False)
     assert t.cached_steps == 0 and t.simulated_steps == 6
     assert t.makespan == pytest.approx(ring_allreduce(4, nbytes, alpha, beta), rel=0.01)
@@ -76,8 +61,9 @@ def test_ring_allreduce_on_a_4_ring_matches_the_closed_form(nbytes: float) -> No
 def test_ring_allreduce_on_m2000_matches_the_closed_form(m2000: System, nbytes: float) -> None:
     ring = ring_order(m2000, range(4))
     alpha, beta = ring_alpha_beta(m2000, ring)
-    # by hand from the YAML: 133 ns exchange + 231 ns egress + 160 ns hop; a rail (2 links)
-    assert alpha == pytest.approx(133e-9 + 231e-9 + 160e-9, rel=1e-12)
+    # by hand from the YAML: 377.4 ns external sync (one machine) + 133 ns exchange + 231 ns
+    # egress + 160 ns hop; a rail (2 links)
+    assert alpha == pytest.approx(377.4e-9 + 133e-9 + 231e-9 + 160e-9, rel=1e-12)
     assert beta == pytest.approx(2 * 32e9 * 0.86625, rel=1e-12)
     t = run_collective(m2000, "all_reduce", ring, nbytes, "ring", fast_collectives=False)
     assert t.makespan == pytest.approx(ring_allreduce(4, nbytes, alpha, beta), rel=0.01)
@@ -195,8 +181,9 @@ def test_fast_path_replays_on_pod16_quickstart_size(pod16: System) -> None:
 
 # ring of 5; the all-reduce runs on chips 0-3 (step 3->0 goes 3->4->0), chip 4 computes and then
 # releases a large Transfer 0->1 that shares the collective's 0->1 link. With 1e6 B per chip a
-# reduce-scatter step is 25 us sending + 2.1 us latency + 0.3125 us reduction = 27.4125 us.
-STEP_S = 27.4125e-6
+# reduce-scatter step is 0.2 us sync + 25 us sending + 2.1 us latency + 0.3125 us reduction
+# = 27.6125 us.
+STEP_S = 27.6125e-6
 
 
 def _contended(compute_s: float, transfer_bytes: float = 5e5) -> TaskGraph:
@@ -210,7 +197,7 @@ def _contended(compute_s: float, transfer_bytes: float = 5e5) -> TaskGraph:
 def test_uncontended_step_length_is_what_the_contended_cases_assume() -> None:
     s = ring_system(5)
     t = run_collective(s, "all_reduce", (0, 1, 2, 3), 1e6, "ring", fast_collectives=False)
-    assert t.task_end[0] == pytest.approx(3 * STEP_S + 3 * (25e-6 + 2.1e-6), rel=1e-12)
+    assert t.task_end[0] == pytest.approx(3 * STEP_S + 3 * (0.2e-6 + 25e-6 + 2.1e-6), rel=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -54,8 +54,8 @@ from simulator.config.yamlio import dump_yaml
 from simulator.engine.executor import execute
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import Collective
-from simulator.hardware.system import System
 from simulator.run import Outcome, run_scenario
+from tests.helpers import ring_alpha_beta
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN, TOKENS, MICRO_BATCH = 8192, 64, 8
@@ -74,16 +74,6 @@ def flow_shop_bubble(forward: Sequence[float], backward: Sequence[float], m: int
     makespan = sum(forward) + sum(backward) + (m - 1) * (max(forward) + max(backward))
     busy = m * (sum(forward) + sum(backward))
     return 1 - busy / (k * makespan)
-
-
-def ring_alpha_beta(system: System, ring: Sequence[int]) -> tuple[float, float]:
-    """α: exchange latency + route latency of the slowest ring step; β: narrowest ring link."""
-    alpha, beta = 0.0, float("inf")
-    for i, a in enumerate(ring):
-        route = system.chip_route(a, ring[(i + 1) % len(ring)])
-        alpha = max(alpha, system.chips[a].type.exchange_latency_s + route.latency_s)
-        beta = min([beta, *(system.channels[c].capacity_Bps for c in route.channels)])
-    return alpha, beta
 
 
 def ring_all_reduce(n: int, nbytes: float, alpha: float, beta: float) -> float:
@@ -211,8 +201,9 @@ def test_data_parallel_all_reduce_matches_the_ring_closed_form(
     nbytes = model.params * 2  # fp16 gradients
     assert coll.bytes == nbytes
     alpha, beta = ring_alpha_beta(system, coll.group)
-    # by hand from the YAML: 133 ns exchange + 231 ns egress + 160 ns hop; a rail of 2 links
-    assert alpha == pytest.approx(133e-9 + 231e-9 + 160e-9, rel=1e-12)
+    # by hand from the YAML: 377.4 ns sync (one machine) + 133 ns exchange + 231 ns egress
+    # + 160 ns hop; a rail of 2 links
+    assert alpha == pytest.approx(377.4e-9 + 133e-9 + 231e-9 + 160e-9, rel=1e-12)
     assert beta == pytest.approx(2 * 32e9 * 0.86625, rel=1e-12)
     expected = ring_all_reduce(4, nbytes, alpha, beta)
     assert out.trace is not None

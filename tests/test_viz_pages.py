@@ -100,7 +100,7 @@ def test_cli_run_writes_timeline_and_report(tmp_path: Path) -> None:
 
 def test_cli_infeasible_run_still_writes_a_page_and_exits_3(tmp_path: Path) -> None:
     r = ipusim(
-        "run", "scenarios/mlperf/resnet50-v2.0-bow-pod16.yaml",
+        "run", "scenarios/single/bert-large-gc200.yaml",
         "--timeline", str(tmp_path / "t.html"), "--report", str(tmp_path / "r.html"),
         "--trace", str(tmp_path / "t.json"),
     )  # fmt: skip

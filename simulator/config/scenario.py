@@ -21,7 +21,14 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from simulator.config import paths
-from simulator.config.base import NonNegativeInt, SchemaVersion, StrictModel
+from simulator.config.base import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SchemaVersion,
+    StrictModel,
+)
 from simulator.config.jsonschema import register_file_kind
 from simulator.config.load import override_document, parse_key_path, render_path, set_path, validate
 from simulator.config.yamlio import Document, KeyPath, load_document
@@ -34,6 +41,26 @@ class StrategySection(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     type: str = Field(description="The strategy: data, pipeline, local, random_subspace, ...")
+
+
+class HostsSection(StrictModel):
+    """``hosts:`` — overrides of the system's host defaults for this run."""
+
+    count: PositiveInt | None = Field(None, description="Host servers (system's `host.hosts`).")
+    instances: PositiveInt | None = Field(
+        None, description="Runtime instances (poprun processes); default: one per host."
+    )
+    samples_per_s_per_host: PositiveFloat | None = Field(
+        None, description="Host data-pipeline throughput; absent: the system's (synthetic data)."
+    )
+    step_overhead_us: NonNegativeFloat | None = Field(
+        None, description="Host-side work per step per instance."
+    )
+
+    def system_keys(self) -> dict[str, Any]:
+        """The given keys under their names in a system file's ``host:`` section."""
+        names = {"count": "hosts"}
+        return {names.get(k, k): v for k, v in self.model_dump(exclude_none=True).items()}
 
 
 class ScenarioFile(StrictModel):
@@ -52,6 +79,11 @@ class ScenarioFile(StrictModel):
     strategy: StrategySection = Field(description="`type:` plus that strategy's keys.")
     training: dict[str, Any] | None = Field(
         None, description="global_batch, micro_batch, grad_accum, dtype, optimizer, steps."
+    )
+    hosts: HostsSection | None = Field(
+        None,
+        description="Overrides of the system's hosts: count, instances, "
+        "samples_per_s_per_host, step_overhead_us.",
     )
     baseline: str | dict[str, Any] | None = Field(
         None,

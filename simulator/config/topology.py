@@ -213,11 +213,26 @@ class GwLinks(StrictModel):
     latency_ns: NonNegativeFloat = Field(description="gateway to switch, one way")
 
 
-class PcieHost(StrictModel):
+class HostRuntime(StrictModel):
+    """What the hosts do once per step, and how fast they make input (both host kinds)."""
+
+    hosts: PositiveInt = 1
+    instances: PositiveInt | None = Field(
+        default=None,
+        description="runtime instances (poprun processes) driving the system; default: hosts",
+    )
+    step_overhead_us: NonNegativeFloat = Field(
+        default=0.0, description="host-side work per step per instance (loop, launch)"
+    )
+    samples_per_s_per_host: PositiveFloat | None = Field(
+        default=None, description="host data-pipeline throughput; absent: synthetic data"
+    )
+
+
+class PcieHost(HostRuntime):
     """Hosts reached over PCIe (Mk1 server): chip -> PCIe switch -> uplink -> host."""
 
     via: Literal["pcie"]
-    hosts: PositiveInt = 1
     chips_per_switch: PositiveInt
     pcie_GBps: PositiveFloat = Field(description="per chip, per direction, nominal")
     pcie_efficiency: Fraction
@@ -226,11 +241,10 @@ class PcieHost(StrictModel):
     latency_ns: NonNegativeFloat = Field(description="host to chip, whole path, no load")
 
 
-class GatewayHost(StrictModel):
+class GatewayHost(HostRuntime):
     """Hosts reached over RoCE through each machine's gateway (M2000/Bow-2000)."""
 
     via: Literal["gateway"]
-    hosts: PositiveInt = 1
     links_per_machine: PositiveInt
     link_Gbps: PositiveFloat = Field(description="per link, per direction, nominal")
     efficiency: Fraction
@@ -238,6 +252,17 @@ class GatewayHost(StrictModel):
 
 
 Host = Annotated[PcieHost | GatewayHost, Field(discriminator="via")]
+
+
+class SyncSection(StrictModel):
+    """Syncs beyond one machine (see :class:`simulator.hardware.model.SyncModel`)."""
+
+    machine_hop_ns: NonNegativeFloat = Field(
+        description="Sync-Link, one way, per hop between neighbouring machines"
+    )
+    gw_packet_ns: NonNegativeFloat = Field(
+        default=0.0, description="gateway processing of one sync packet over GW-Links"
+    )
 
 
 class SystemFile(StrictModel):
@@ -262,6 +287,9 @@ class SystemFile(StrictModel):
     gateway: Gateway | None = None
     gw_links: GwLinks | None = None
     host: Host | None = None
+    sync: SyncSection | None = Field(
+        default=None, description="syncs beyond one machine; absent: every sync costs the chip's"
+    )
 
     @property
     def chips_per_pod(self) -> int:

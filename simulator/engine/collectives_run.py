@@ -53,6 +53,9 @@ class CollectiveRun:
             root=task.root,
         )
         self.fast = ex.fast_collectives
+        # every step opens with a sync of the whole group (its scope's cost) before its exchange
+        self.sync_s = ex.system.sync_latency_s(task.group) if len(set(task.group)) > 1 else 0.0
+        self._gw_steps: dict[int, bool] = {}
         self._cache: dict[int, _Measured] = {}
         self._replays: dict[int, int] = {}
         self._replaying = False
@@ -91,9 +94,26 @@ class CollectiveRun:
             worst = max(worst, step.reduce_elems / rate)
         return worst
 
+    def _crosses_gw(self, step: Step) -> bool:
+        """Does the step's exchange cross a GW-Link (for the step breakdown)?"""
+        hit = self._gw_steps.get(step.key)
+        if hit is None:
+            channels = self.ex.system.channels
+            hit = any(
+                channels[c].kind == "gw_link"
+                for a, b in step.pairs
+                for c in self.ex.system.chip_route(a, b).channels
+            )
+            self._gw_steps[step.key] = hit
+        return hit
+
     def _run(self) -> Generator[simpy.Event, object, None]:
         env = self.env
+        gw = self.ex.trace.collective_gw_s
         for step in self.steps:
+            t_step = env.now
+            if self.sync_s:
+                yield env.timeout(self.sync_s)
             measured = self._cache.get(step.key) if self.fast else None
             if measured is not None:
                 t0 = env.now
@@ -102,13 +122,14 @@ class CollectiveRun:
                     yield env.timeout(measured.duration)
                     self._replays[step.key] = self._replays.get(step.key, 0) + 1
                     self.ex.trace.cached_steps += 1
-                    continue
                 except simpy.Interrupt:
                     yield from self._resume(step, measured, env.now - t0)
-                    continue
                 finally:
                     self._replaying = False
-            yield from self._simulate(step)
+            else:
+                yield from self._simulate(step)
+            if self._crosses_gw(step):
+                gw[self.tid] = gw.get(self.tid, 0.0) + env.now - t_step
         self._account_replays()
         self.ex.net.release(self)
         self.ex.finish(self.tid)

@@ -13,6 +13,7 @@ processed are those the model needs (timeouts, flow completions, deliveries).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 
@@ -27,6 +28,8 @@ from simulator.engine.tasks import (
     Collective,
     Compute,
     Exchange,
+    HostLoad,
+    HostSync,
     MemLoad,
     MemStore,
     Rng,
@@ -59,6 +62,21 @@ def compute_seconds(ct: ChipType, task: Compute) -> float:
     per_cycle = ct.amp_flop_per_cycle if task.unit == "amp" else ct.vector_flop_per_cycle
     rate = tiles * ct.clock_hz * per_cycle[task.dtype] * task.efficiency
     return task.flops / rate if task.flops else 0.0
+
+
+def host_sync_seconds(system: System, chips: tuple[int, ...]) -> float:
+    """The step's end on the hosts: each instance's host-side work, a barrier between the
+    instances (a dissemination barrier: ceil(log2 I) rounds, each one message from a host to
+    another and its reply over the Host-Links), then the chips' sync with the hosts (the sync
+    of their scope plus a message from the nearest host and back)."""
+    hosts = system.hosts
+    sync = system.sync_latency_s(chips)
+    if hosts is None:
+        return sync
+    node = system.host_node(chips[0])
+    one_way = system.route(node, system.chips[chips[0]].node).latency_s if node else 0.0
+    rounds = math.ceil(math.log2(hosts.instances)) if hosts.instances > 1 else 0
+    return hosts.step_overhead_s + rounds * 4 * one_way + sync + 2 * one_way
 
 
 def rng_seconds(ct: ChipType, task: Rng) -> float:
@@ -142,11 +160,13 @@ class Executor:
     # ---- task lifecycle -------------------------------------------------------------------
     def _release(self, tid: int) -> None:
         task = self.graph.nodes[tid].task
-        if isinstance(task, Transfer | MemLoad | MemStore):
+        if isinstance(task, MemLoad) and task.hold:
+            self.acquire((task.chip,), lambda: self._start(tid))
+        elif isinstance(task, Transfer | MemLoad | MemStore | HostLoad):
             self._start(tid)
         elif isinstance(task, Rng):
             self.acquire((task.chip,), lambda: self._start(tid), rng=True)
-        elif isinstance(task, Collective | Sync):
+        elif isinstance(task, Collective | Sync | HostSync):
             self.acquire(task.group, lambda: self._start(tid))
         else:
             self.acquire((task.chip,), lambda: self._start(tid))
@@ -166,9 +186,14 @@ class Executor:
                 rate = min(task.tiles or ct.tiles, ct.tiles) * ct.tile_exchange_Bps
                 self._after(ct.exchange_latency_s + task.bytes / rate, tid)
         elif isinstance(task, Sync):
-            ct = ct_of[task.group[0]].type
-            lat = ct.sync_latency_s if len(set(task.group)) == 1 else ct.external_sync_latency_s
-            self._after(lat * task.count, tid)
+            scope = task.group + task.across if task.across else task.group
+            self._after(self.system.sync_latency_s(scope) * task.count, tid)
+        elif isinstance(task, HostSync):
+            self._after(host_sync_seconds(self.system, task.group + task.across), tid)
+        elif isinstance(task, HostLoad):
+            res, cap, lat = self.paths.host_load_path(task.chip, task.bytes, task.samples)
+            ev = self.net.start(res, task.bytes, cap / max(1, task.sharing))
+            ev.callbacks.append(lambda _e: self._after(lat, tid))
         elif isinstance(task, Rng):
             self._after(rng_seconds(ct_of[task.chip].type, task), tid)
         elif isinstance(task, Transfer):
@@ -219,9 +244,9 @@ class Executor:
         self._record(tid, task, self.trace.task_start[tid], now)
         if isinstance(task, Rng):
             self.free((task.chip,), rng=True)
-        elif isinstance(task, Collective | Sync):
+        elif isinstance(task, Collective | Sync | HostSync):
             self.free(task.group)
-        elif isinstance(task, Compute | Exchange):
+        elif isinstance(task, Compute | Exchange) or (isinstance(task, MemLoad) and task.hold):
             self.free((task.chip,))
         self._done += 1
         for d in self._dependents[tid]:
@@ -241,10 +266,16 @@ class Executor:
             tr.chip_spans.append(Span(task.chip, start, end, kind, tid, label, bytes=task.bytes))
         elif isinstance(task, Rng):
             tr.rng_spans.append(Span(task.chip, start, end, kind, tid, label))
-        elif isinstance(task, Sync | Collective):
+        elif isinstance(task, Sync | Collective | HostSync):
             nbytes = task.bytes if isinstance(task, Collective) else 0.0
             tr.chip_spans.extend(
                 Span(c, start, end, kind, tid, label, bytes=nbytes) for c in sorted(set(task.group))
+            )
+        elif isinstance(task, HostLoad):
+            res = self.paths.host_load_path(task.chip, task.bytes, task.samples)[0]
+            n = len(self.system.channels)
+            tr.link_spans.extend(
+                Span(r, start, end, "transfer", tid, label, bytes=task.bytes) for r in res if r < n
             )
         elif isinstance(task, MemLoad | MemStore):
             tr.chip_spans.append(Span(task.chip, start, end, kind, tid, label, bytes=task.bytes))

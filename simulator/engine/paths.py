@@ -103,6 +103,22 @@ class PathModel:
         resources = (*route.channels, end) if inbound else (end, *route.channels)
         return resources, cap, route.latency_s
 
+    def host_load_path(self, chip: int, nbytes: float, samples: float) -> PathInfo:
+        """Input written by the host nearest ``chip`` into the Streaming Memory of the chip's
+        machine: the route's channels (Host-Link, gateway, DDR), a rate cap from the hosts'
+        data pipeline (``samples_per_s_per_host`` x bytes per sample; none for synthetic
+        data), and the route's latency."""
+        system = self.system
+        node = system.host_node(chip)
+        if node is None:
+            raise ValueError(f"system {system.name} has no host for chip {chip}")
+        route = system.route(node, f"ddr:{system.chips[chip].machine}")
+        hosts = system.hosts
+        cap = math.inf
+        if hosts is not None and hosts.samples_per_s_per_host and samples > 0:
+            cap = hosts.samples_per_s_per_host * nbytes / samples
+        return route.channels, cap, route.latency_s
+
     def bottleneck(self, info: PathInfo) -> float:
         """The lowest rate along a path when it runs alone."""
         resources, cap, _ = info

@@ -122,10 +122,44 @@ class Collective:
 
 @dataclass(frozen=True, slots=True)
 class Sync:
-    """``count`` BSP barriers over ``group`` (one chip: internal sync; several: external)."""
+    """``count`` BSP barriers over ``group`` (one chip: internal sync; several: external).
+
+    ``across``: further chips the barrier spans without this task holding them — the other
+    replicas of a replicated program, which run the same schedule and sync together (only one
+    replica is simulated). The cost follows the scope of ``group`` and ``across`` together
+    (:meth:`simulator.hardware.system.System.sync_latency_s`).
+    """
 
     group: tuple[int, ...]
     count: int = 1
+    label: str = ""
+    across: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HostSync:
+    """The end of a step on the hosts: every instance finishes its host-side work, the
+    instances meet in a barrier, and the chips sync with them (``group`` held, ``across`` as in
+    :class:`Sync`). Costs what the system's :class:`~simulator.hardware.model.Hosts` say."""
+
+    group: tuple[int, ...]
+    label: str = ""
+    across: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HostLoad:
+    """A host writes input data for ``chip`` into the Streaming Memory of the chip's machine
+    (host -> Host-Link -> gateway -> DDR), where the chip reads it (a :class:`MemLoad`).
+
+    ``samples``: how many samples the bytes hold, for the hosts' data-pipeline limit;
+    ``sharing``: identical streams (other replicas) that the same host feeds at the same time.
+    """
+
+    chip: int
+    bytes: float
+    samples: float
+    sharing: int = 1
     label: str = ""
 
 
@@ -140,6 +174,7 @@ class MemLoad:
     source: Literal["ddr", "host"] = "ddr"
     tile: int | None = None
     label: str = ""
+    hold: bool = False  # an exchange phase of the chip: it computes nothing meanwhile
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +186,18 @@ class MemStore:
     label: str = ""
 
 
-Task = Compute | Exchange | Rng | Transfer | Collective | Sync | MemLoad | MemStore
+Task = (
+    Compute
+    | Exchange
+    | Rng
+    | Transfer
+    | Collective
+    | Sync
+    | HostSync
+    | HostLoad
+    | MemLoad
+    | MemStore
+)
 
 TASK_KIND: dict[type, str] = {
     Compute: "compute",
@@ -160,6 +206,8 @@ TASK_KIND: dict[type, str] = {
     Transfer: "transfer",
     Collective: "collective",
     Sync: "sync",
+    HostSync: "host",
+    HostLoad: "host_io",
     MemLoad: "memory",
     MemStore: "memory",
 }
@@ -169,6 +217,8 @@ def chips_of(task: Task) -> tuple[int, ...]:
     """Chips a task names (for validation against a system)."""
     if isinstance(task, Transfer):
         return (task.src, task.dst)
-    if isinstance(task, Collective | Sync):
+    if isinstance(task, Collective):
         return task.group
+    if isinstance(task, Sync | HostSync):
+        return task.group + task.across
     return (task.chip,)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SPAN_KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory", "transfer")
+SPAN_KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory", "host", "transfer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class Trace:
     flow_recomputations: int = 0
     cached_steps: int = 0
     simulated_steps: int = 0
+    #: per Collective task: seconds of its steps whose exchange crossed GW-Links
+    collective_gw_s: dict[int, float] = field(default_factory=dict)
 
     def busy_by_kind(self, num_chips: int) -> dict[str, np.ndarray]:
         """Seconds each chip spent per span kind (overlaps within a kind are not merged)."""

@@ -41,7 +41,9 @@ from simulator.hardware.model import (
     Channel,
     Chip,
     ChipType,
+    Hosts,
     StreamingMemory,
+    SyncModel,
     SystemInfo,
     TileCostModel,
 )
@@ -135,8 +137,13 @@ def load_system(
     origin: Document | None = None,
     at: KeyPath = (),
     relative_to: str | Path | None = None,
+    host: Mapping[str, Any] | None = None,
+    host_at: tuple[Document, KeyPath] | None = None,
 ) -> System:
     """The system named by ``spec``: a built-in name (``pod64``), a path, or an inline mapping.
+
+    ``host``: keys that replace those of the system's ``host:`` section (a scenario's
+    ``hosts:``), reported at ``host_at`` (document, key path) when the system has no hosts.
 
     ``origin``/``at``: for an inline mapping taken from another file (a scenario's
     ``topology:``), the document and key path it sits at, so errors name that file's lines;
@@ -156,6 +163,14 @@ def load_system(
         check_kind(doc, "system")
     _check_pattern(data, where)
     sf = validate(where.doc, SystemFile, at=where.at, data=data)
+    if host:
+        if sf.host is None:
+            doc, key = host_at if host_at is not None else (where.doc, where.at)
+            raise _Where(doc, key).error(
+                f"system '{sf.name or default_name}' has no hosts to override "
+                "(its file has no host: section)"
+            )
+        sf = sf.model_copy(update={"host": sf.host.model_copy(update=dict(host))})
     try:
         chip = load_chip_type(sf.chip, relative_to=base)
     except InputError as exc:
@@ -258,8 +273,29 @@ def build_system(
             }
         ),
     )
+    sync = (
+        SyncModel(si(sf.sync, "machine_hop_ns"), si(sf.sync, "gw_packet_ns"))
+        if sf.sync is not None
+        else None
+    )
+    hosts = None
+    if sf.host is not None:
+        h = sf.host
+        hosts = Hosts(
+            count=h.hosts,
+            instances=h.instances or h.hosts,
+            step_overhead_s=si(h, "step_overhead_us"),
+            samples_per_s_per_host=h.samples_per_s_per_host,
+        )
     system = System(
-        name, chips, out.channels, nodes=out.nodes, streaming_memory=streaming, info=info
+        name,
+        chips,
+        out.channels,
+        nodes=out.nodes,
+        streaming_memory=streaming,
+        info=info,
+        sync=sync,
+        hosts=hosts,
     )
     missing = system.unreachable_chips()
     if missing:

@@ -144,6 +144,30 @@ class StreamingMemory:
     bandwidth_Bps: float  # per machine, shared by its chips
 
 
+@dataclass(frozen=True, slots=True)
+class SyncModel:
+    """What a BSP sync costs beyond one machine (ipu-hardware §3 "Sync scopes").
+
+    A sync across machines of one IPU-Link domain travels the Sync-Links between machines and
+    back: ``2 x machine_hop_s`` per machine it spans beyond the first. A sync across domains is
+    packetised over the GW-Links: the domain syncs, then one message to the farthest gateway
+    and one back, each paying the route's latency and ``gw_packet_s`` at the gateways.
+    """
+
+    machine_hop_s: float  # one way, per Sync-Link hop between neighbouring machines
+    gw_packet_s: float  # gateway processing of one sync packet, per crossing
+
+
+@dataclass(frozen=True, slots=True)
+class Hosts:
+    """The host servers that drive a system, and what they cost per step."""
+
+    count: int  # host servers
+    instances: int  # runtime instances (poprun processes) sharing them; a step syncs them all
+    step_overhead_s: float  # host-side work per step per instance (loop, launch)
+    samples_per_s_per_host: float | None  # data-pipeline throughput; None: synthetic data
+
+
 @dataclass(frozen=True)
 class SystemInfo:
     """Descriptive facts that are not part of the graph (for ``topology show``)."""

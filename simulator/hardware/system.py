@@ -13,7 +13,15 @@ from itertools import pairwise
 
 import networkx as nx
 
-from simulator.hardware.model import Channel, Chip, Route, StreamingMemory, SystemInfo
+from simulator.hardware.model import (
+    Channel,
+    Chip,
+    Hosts,
+    Route,
+    StreamingMemory,
+    SyncModel,
+    SystemInfo,
+)
 
 
 class System:
@@ -28,12 +36,17 @@ class System:
         nodes: Sequence[str] = (),
         streaming_memory: StreamingMemory | None = None,
         info: SystemInfo | None = None,
+        sync: SyncModel | None = None,
+        hosts: Hosts | None = None,
     ) -> None:
         self.name = name
         self.chips: tuple[Chip, ...] = tuple(chips)
         self.channels: tuple[Channel, ...] = tuple(channels)
         self.streaming_memory = streaming_memory
         self.info = info or SystemInfo()
+        self.sync = sync
+        self.hosts = hosts
+        self._sync_cache: dict[tuple[int, ...], tuple[str, float]] = {}
         for i, chip in enumerate(self.chips):
             if chip.id != i:
                 raise ValueError(f"chip ids must be 0..n-1 in order, got {chip.id} at {i}")
@@ -203,6 +216,60 @@ class System:
                     best = (lat, node)
         self._hosts[chip] = None if best is None else best[1]
         return self._hosts[chip]
+
+    # ---- syncs -------------------------------------------------------------------------------
+    def sync_scope(self, chips: Sequence[int]) -> str:
+        """``chip``, ``machine``, ``domain`` (one IPU-Link domain) or ``system`` (across domains
+        over GW-Links): the smallest scope holding every chip of a sync."""
+        return self._sync(chips)[0]
+
+    def sync_latency_s(self, chips: Sequence[int]) -> float:
+        """Seconds of one BSP sync over ``chips``, from the smallest scope holding them.
+
+        One chip: its internal sync. One machine: the chip's external sync. Without a
+        :class:`SyncModel` (e.g. the Mk1 server, whose figures Jia19 measured as one), every
+        sync beyond one chip costs the external sync. With one, a sync over machines of one
+        domain adds two Sync-Link hops per machine spanned beyond the first, and a sync over
+        several domains adds a packet to the farthest domain's gateway and back.
+        """
+        return self._sync(chips)[1]
+
+    def _sync(self, chips: Sequence[int]) -> tuple[str, float]:
+        key = tuple(chips)
+        hit = self._sync_cache.get(key)
+        if hit is not None:
+            return hit
+        members = [self.chips[c] for c in set(key)]
+        if not members:
+            raise ValueError("a sync needs at least one chip")
+        ct = members[0].type
+        machines = {c.machine for c in members}
+        domains = {c.domain for c in members}
+        if len(members) == 1:
+            out = ("chip", ct.sync_latency_s)
+        elif len(machines) == 1:
+            out = ("machine", ct.external_sync_latency_s)
+        elif self.sync is None:
+            out = ("domain" if len(domains) == 1 else "system", ct.external_sync_latency_s)
+        else:
+            span = max(
+                max(c.machine for c in members if c.domain == d)
+                - min(c.machine for c in members if c.domain == d)
+                for d in domains
+            )
+            lat = ct.external_sync_latency_s + 2 * span * self.sync.machine_hop_s
+            if len(domains) == 1:
+                out = ("domain", lat)
+            else:
+                first = min(members, key=lambda c: c.id)
+                far = max(
+                    self.route(f"gw:{first.machine}", f"gw:{c.machine}").latency_s
+                    for c in members
+                    if c.domain != first.domain
+                )
+                out = ("system", lat + 2 * (far + 2 * self.sync.gw_packet_s))
+        self._sync_cache[key] = out
+        return out
 
     def is_connected(self) -> bool:
         """Whether every chip can reach every other chip (through any nodes and channels)."""

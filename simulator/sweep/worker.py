@@ -51,13 +51,14 @@ def _system(path: str, stamp: tuple[int, ...]) -> Any:
 def cached_system(loaded: Any) -> Any:
     """The scenario's System, built once per process for a named topology (a System is
     immutable after construction). Keyed by the resolved file and the modification times of
-    it and the chip file it names; inline topologies are built every time."""
+    it and the chip file it names; inline topologies and scenarios that override the hosts
+    are built every time."""
     from simulator.config import paths
     from simulator.run import build_system
     from simulator.sweep.points import _chip_name
 
     topo = loaded.scenario.topology
-    if not isinstance(topo, str):
+    if not isinstance(topo, str) or loaded.scenario.hosts is not None:
         return build_system(loaded)
     try:
         path = paths.resolve(topo, "system", relative_to=loaded.path)

@@ -25,7 +25,17 @@ from typing import Any
 from simulator.engine.trace import Span, Trace
 from simulator.hardware.system import System
 
-KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory", "transfer", "idle")
+KINDS = (
+    "compute",
+    "exchange",
+    "sync",
+    "collective",
+    "rng",
+    "memory",
+    "host",
+    "transfer",
+    "idle",
+)
 KIND_TITLES = {
     "compute": "compute",
     "exchange": "exchange",
@@ -33,6 +43,7 @@ KIND_TITLES = {
     "collective": "collective",
     "rng": "RNG",
     "memory": "memory traffic",
+    "host": "host",
     "transfer": "link transfer",
     "idle": "idle",
 }

@@ -24,7 +24,16 @@ from simulator.viz.timeline import COLOURS
 FULL_CHIPS = 64
 MAX_LINK_NODES = 96
 TOP_LINKS = 64
-BREAKDOWN_KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory", "idle")
+BREAKDOWN_KINDS = (
+    "compute",
+    "exchange",
+    "sync",
+    "collective",
+    "rng",
+    "memory",
+    "host",
+    "idle",
+)
 MEMORY_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1"]
 
 

@@ -25,6 +25,7 @@ COLOURS = {
     "collective": "#d8403a",
     "rng": "#19b6c9",
     "memory": "#8c5a3c",
+    "host": "#6b6b6b",
     "transfer": "#3aa757",
     "idle": "#e4e4e4",
 }

@@ -170,6 +170,7 @@ class TrainingResult:
     analytic: TrainingAnalytic | None = None
     engine: EngineStats | None = None
     warnings: list[str] = field(default_factory=list)
+    step_breakdown: dict[str, float] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -208,6 +209,11 @@ class TrainingResult:
                     f"{k} {v * 1e3:,.2f}" for k, v in self.breakdown_mean.items() if v > 0
                 )
                 lines.append(f"  mean per chip   {parts} (ms)")
+            if self.step_breakdown:
+                parts = ", ".join(
+                    f"{k} {v * 1e3:,.2f}" for k, v in self.step_breakdown.items() if v > 0
+                )
+                lines.append(f"  critical path   {parts} (ms)")
             if self.analytic is not None:
                 a = self.analytic
                 lines.append(

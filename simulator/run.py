@@ -5,10 +5,11 @@ This and the CLI are the only places that look strategies up by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from simulator.breakdown import step_breakdown
 from simulator.config.scenario import LoadedScenario, load_baseline, load_scenario
 from simulator.engine.executor import execute
 from simulator.engine.trace import Trace
@@ -67,6 +68,11 @@ def run_loaded(
         execute(system, plan.graph, fast_collectives=fast_collectives) if plan.feasible else None
     )
     result = strategy.summarise(ctx, plan, trace)
+    if isinstance(result, TrainingResult) and trace is not None and result.feasible:
+        result = replace(
+            result,
+            step_breakdown=step_breakdown(plan.graph, trace, plan.info.get("pipeline_tasks")),
+        )
     if baseline and isinstance(result, TrainingResult) and loaded.scenario.baseline is not None:
         try:
             base = load_baseline(loaded)

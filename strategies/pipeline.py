@@ -30,11 +30,15 @@ from simulator.engine.tasks import (
     ALGORITHMS,
     Collective,
     CollectiveKind,
+    HostLoad,
+    HostSync,
     MemLoad,
     MemStore,
+    Sync,
     Transfer,
 )
 from simulator.strategy import Plan, PlanContext, register
+from simulator.workloads.cost import LAYERWISE_OPTIMIZERS
 from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.model import Model
 from strategies import placement
@@ -100,6 +104,10 @@ class Layout:
 
     def chip_of_vstage(self, r: int, j: int) -> int:
         return self.chips[r][j % self.stages]
+
+    def all_chips(self) -> tuple[int, ...]:
+        """Every chip of every replica (the scope of the program's syncs)."""
+        return tuple(sorted(c for row in self.chips for c in row))
 
 
 def replica_chips(ctx: PlanContext, stages: int, replicas: int, first: int = 0) -> list[list[int]]:
@@ -204,8 +212,13 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
         stage_cost([model.layers[i] for i in ls], [grads[i] for i in ls], tp, ct0)
         for ls in lay.vstage_layers
     ]
-    xfer = [boundary_bytes(model.layers[max(ls)], tp) for ls in lay.vstage_layers[:-1]]
+    xfer = [
+        boundary_bytes(model.layers[max(i for i in ls if i < min(nxt))], tp)
+        for ls, nxt in pairwise(lay.vstage_layers)
+    ]
     orders = device_orders(lay.schedule, k, m, lay.chunks)
+    scope = lay.all_chips()
+    feed = InputFeed(ctx, lay, model.input_bytes_per_sample * tp.micro_batch, tp.micro_batch)
     last_on_chip: dict[int, int] = {}
     fwd_out: dict[tuple[int, int], int] = {}  # (micro-batch, vstage) -> task the next F waits on
     bwd_out: dict[tuple[int, int], int] = {}
@@ -226,15 +239,15 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                     if j > 0:
                         deps.append(fwd_out[(mb, j - 1)])
                     start = len(g)
+                    if j == 0:
+                        deps = feed.read(g, mb, deps)
                     deps = _weights_in(g, ctx, lay, j, costs[j], tp, deps, f"F mb{mb} s{j}")
                     done = add_phase(g, chip, costs[j].forward, ct, deps, f"F mb{mb} s{j}")
                     out = done
                     if j < vstages - 1:
                         nxt = lay.chip_of_vstage(0, j + 1)
                         if nxt != chip:
-                            out = g.add(
-                                Transfer(chip, nxt, xfer[j], label=f"act mb{mb} s{j}"), [done]
-                            )
+                            out = _send(g, chip, nxt, xfer[j], scope, f"act mb{mb} s{j}", done)
                     fwd_out[(mb, j)] = out
                 else:
                     if j < vstages - 1 and (mb, j + 1) not in bwd_out:
@@ -255,9 +268,7 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                     if j > 0:
                         prv = lay.chip_of_vstage(0, j - 1)
                         if prv != chip:
-                            out = g.add(
-                                Transfer(chip, prv, xfer[j - 1], label=f"grad mb{mb} s{j}"), [done]
-                            )
+                            out = _send(g, chip, prv, xfer[j - 1], scope, f"grad mb{mb} s{j}", done)
                     bwd_out[(mb, j)] = out
                 pipeline_tasks.update(range(start, len(g)))
                 last_on_chip[chip] = done
@@ -270,8 +281,77 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
     for j, c in enumerate(costs):
         chip = lay.chip_of_vstage(0, j)
         chip_params[chip] = chip_params.get(chip, 0) + c.params
-    step_end(ctx, g, tp, lay, costs, last_on_chip)
+    step_end(ctx, g, tp, lay, costs, last_on_chip, feed.pending())
     return Built(g, pipeline_tasks, costs, xfer, chip_params)
+
+
+def _send(
+    g: TaskGraph, src: int, dst: int, nbytes: float, scope: tuple[int, ...], label: str, dep: int
+) -> int:
+    """A pipeline boundary: the sending chip syncs with the whole program (every replica runs
+    the same schedule and syncs with it: ASSUMPTION SYNC-REPLICAS-TOGETHER, Poplar's default of
+    syncing replicas together), then the bytes cross to the next stage's chip."""
+    sync = g.add(Sync((src,), label=f"sync {label}", across=scope), [dep])
+    return g.add(Transfer(src, dst, nbytes, label=label), [sync])
+
+
+class InputFeed:
+    """Each micro-batch's input, from the hosts to the first stage's chip of replica 0.
+
+    The host writes micro-batch k into the Streaming Memory of the chip's machine (a
+    :class:`HostLoad` over Host-Link and gateway, limited by the hosts' data pipeline), while the
+    chip works on micro-batch k - 1 (one buffer ahead); the chip reads it in an exchange phase
+    (a :class:`MemLoad` that holds the chip) before its forward pass. Micro-batch 0 was written
+    during the previous step, and this step writes the next step's first, so a step carries
+    exactly ``M`` host writes. Other replicas' first-stage chips on the same machine do the
+    same (their traffic shares the machine's Host-Link, gateway and DDR); the replicas fed by
+    the same host share its data pipeline. Nothing is fed on a system without hosts.
+    """
+
+    def __init__(self, ctx: PlanContext, lay: Layout, nbytes: float, samples: float) -> None:
+        system = ctx.system
+        self.ctx, self.lay, self.nbytes, self.samples = ctx, lay, nbytes, samples
+        chip = lay.chips[0][0]
+        host = system.host_node(chip) if system.hosts is not None else None
+        self.on = host is not None and nbytes > 0
+        self.ddr = system.streaming_memory is not None
+        self.sharing = sum(1 for row in lay.chips if system.host_node(row[0]) == host)
+        self._reads: dict[int, int] = {}
+        self._writes: dict[int, int] = {}
+
+    def _write(self, g: TaskGraph, mb: int, deps: list[int]) -> int:
+        def make(chip: int) -> HostLoad:
+            return HostLoad(chip, self.nbytes, self.samples, self.sharing, label=f"input mb{mb}")
+
+        main = g.add(make(self.lay.chips[0][0]), deps)
+        for chip in mirror_chips(self.ctx, self.lay, 0):
+            g.add(make(chip), deps)
+        self._writes[mb] = main
+        return main
+
+    def read(self, g: TaskGraph, mb: int, deps: list[int]) -> list[int]:
+        """The chip's read of micro-batch ``mb`` (after ``deps``); returns what F waits on."""
+        if not self.on:
+            return deps
+        if self.ddr and mb > 0:
+            deps = [*deps, self._writes[mb]]
+        label = f"read input mb{mb}"
+        source: Literal["ddr", "host"] = "ddr" if self.ddr else "host"
+
+        def make(chip: int) -> MemLoad:
+            return MemLoad(chip, self.nbytes, source=source, label=label, hold=True, input=True)
+
+        read = stream(g, self.ctx, self.lay, 0, make, deps)
+        self._reads[mb] = read
+        if self.ddr:
+            self._write(g, mb + 1, [read])
+        return [read]
+
+    def pending(self) -> list[int]:
+        """The write of the next step's first micro-batch (the step ends after it)."""
+        if not self._writes:
+            return []
+        return [self._writes[max(self._writes)]]
 
 
 def mirror_chips(ctx: PlanContext, lay: Layout, d: int) -> list[int]:
@@ -349,11 +429,13 @@ def step_end(
     lay: Layout,
     costs: Sequence[StageCost],
     last_on_chip: dict[int, int],
+    pending: Sequence[int] = (),
 ) -> dict[int, int]:
-    """Gradient collectives between replicas, then each chip's optimizer update.
+    """Gradient collectives between replicas, each chip's optimizer update, then the step's
+    end on the hosts (:class:`HostSync`, after ``pending`` too).
 
-    Returns the last task of each of replica 0's chips (the update, or the weights' all-gather
-    with replicated tensor sharding), for strategies that chain another step after it.
+    Returns the last task of each of replica 0's chips (the host sync on systems with hosts,
+    else the update or the weights' all-gather), for strategies that chain another step.
     """
     system = ctx.system
     ends = dict(last_on_chip)
@@ -387,6 +469,23 @@ def step_end(
                 )
             ]
             share = lay.replicas if lay.rts else 1
+            tensors = sum(c.tensors for c in mine)
+            if lay.rts and tp.optimizer in LAYERWISE_OPTIMIZERS and tensors:
+                # each replica holds a shard of every tensor: its weight and update norms are
+                # sums over the replicas (two fp32 partial sums per tensor)
+                deps = [
+                    g.add(
+                        Collective(
+                            "all_reduce",
+                            group,
+                            2 * tensors * 4.0,
+                            lay.all_reduce,  # type: ignore[arg-type]
+                            dtype="fp32",
+                            label=f"{tp.optimizer} norms stage {d}",
+                        ),
+                        deps,
+                    )
+                ]
         if tp.offload_optimizer_state:
             state = _state_bytes(params, tp) / share
             deps = [
@@ -440,6 +539,10 @@ def step_end(
                 ),
                 deps,
             )
+    if system.hosts is not None:
+        chips = lay.all_chips()
+        done = g.add(HostSync(chips, label="step end"), [*ends.values(), *pending])
+        ends = dict.fromkeys(ends, done)
     return ends
 
 
@@ -486,6 +589,7 @@ def plan_layout(ctx: PlanContext, lay: Layout, model: Model | None = None) -> Pl
         return infeasible_plan(info, bad)
     built = build_graph(ctx, model, tp, lay)
     info["built"] = built
+    info["pipeline_tasks"] = built.pipeline_tasks
     return Plan(built.graph, info)
 
 

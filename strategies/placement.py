@@ -6,7 +6,10 @@ FFN part) move together; ungrouped layers are units of their own. Three ways to 
 * ``auto``: contiguous units balanced by training FLOPs (binary search on the bottleneck).
 * ``layers_per_stage: [n0, n1, ...]``: counts of repeated blocks (``encoder.3`` …) per stage;
   layers before the first block go to stage 0 (embedding on IPU 0, as in the MLPerf configs),
-  layers after the last block to the last stage.
+  layers after the last block to the last stage — except a head whose weights are tied to the
+  embedding (BERT's tied MLM decoder), which goes to stage 0 with the embedding, as Graphcore's
+  MLPerf BERT placed it. Its data dependency on the last stage is not modelled (the head's
+  work is charged to stage 0 in each pipeline cycle; its input of masked rows is not sent).
 * ``attention_ffn_per_stage: [[a0, f0], ...]``: counts of attention and FFN parts per stage,
   as Graphcore's MLPerf BERT configs give them. Parts of each kind are taken in model order; a
   stage may therefore hold the FFN of a layer whose attention sits on the next stage (the
@@ -119,9 +122,23 @@ def by_block_counts(model: Model, counts: Sequence[int], fail: Fail) -> list[lis
     for n in counts:
         stages.append([i for b in order[pos : pos + n] for i in blocks[b]])
         pos += n
-    stages[0] = before + stages[0]
-    stages[-1] = stages[-1] + after
+    return _ends(model, stages, before, after)
+
+
+def _ends(
+    model: Model, stages: list[list[int]], before: list[int], after: list[int]
+) -> list[list[int]]:
+    """Layers before the blocks to stage 0, after them to the last stage, heads tied to the
+    embedding to stage 0."""
+    tied = [i for i in after if _tied_to_embedding(model, i)]
+    stages[0] = before + stages[0] + tied
+    stages[-1] = stages[-1] + [i for i in after if i not in tied]
     return stages
+
+
+def _tied_to_embedding(model: Model, i: int) -> bool:
+    layer = model.layers[i]
+    return layer.kind == "pretraining_heads" and bool(getattr(layer.spec, "tied", False))
 
 
 def by_part_counts(model: Model, counts: Sequence[Sequence[int]], fail: Fail) -> list[list[int]]:
@@ -151,6 +168,4 @@ def by_part_counts(model: Model, counts: Sequence[Sequence[int]], fail: Fail) ->
                 layers.extend(idx)
             pos[kind] += n
         stages.append(sorted(layers))
-    stages[0] = before + stages[0]
-    stages[-1] = stages[-1] + after
-    return stages
+    return _ends(model, stages, before, after)

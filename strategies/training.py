@@ -51,7 +51,11 @@ class TrainingParams(StrictModel):
     master_weights: Literal["fp16", "fp32"] | None = Field(
         default=None, description="Extra master copy of the weights in this dtype (e.g. fp32)."
     )
-    optimizer: Literal["sgd", "momentum", "adam", "lamb"] = Field(default="sgd")
+    optimizer: Literal["sgd", "momentum", "adam", "lamb", "lars"] = Field(
+        default="sgd",
+        description="lars: momentum with a per-tensor trust ratio (You et al. 2017); lamb: "
+        "Adam with one (You et al. 2019).",
+    )
     optimizer_state_dtype: Literal["fp16", "fp32"] = Field(default="fp32")
     recompute: Literal["none", "checkpoint"] = Field(
         default="none",
@@ -165,6 +169,7 @@ class StageCost:
     optimizer: PhaseCost
     params: int
     useful_flops: float  # forward + backward FLOPs per micro-batch (no recomputation)
+    tensors: int = 0  # layers holding weights (a LAMB/LARS norm pair each)
 
 
 def stage_cost(
@@ -184,8 +189,9 @@ def stage_cost(
     useful = fwd.flops + bwd.flops
     k = tp.compute_scale
     fwd, bwd, opt_cost = fwd.scaled(k), bwd.scaled(k), opt_cost.scaled(k)
+    tensors = sum(1 for x in layers if x.params)
     return StageCost(
-        fwd, bwd, fwd if tp.recompute == "checkpoint" else ZERO, opt_cost, params, useful
+        fwd, bwd, fwd if tp.recompute == "checkpoint" else ZERO, opt_cost, params, useful, tensors
     )
 
 

@@ -142,7 +142,7 @@ def test_optimizer_by_hand() -> None:
     assert (c.compute_cycles, c.syncs, c.tiles_used, c.flops) == (400, 1, 4, 4800)
     assert optimizer_cost(400, "lamb", "fp32", CHIP).syncs == 2
     assert optimizer_cost(0, "sgd", "fp32", CHIP).seconds(CHIP) == 0
-    assert OPTIMIZER_FLOP == {"sgd": 2, "momentum": 4, "adam": 12, "lamb": 18}
+    assert OPTIMIZER_FLOP == {"sgd": 2, "momentum": 4, "adam": 12, "lamb": 18, "lars": 10}
     with pytest.raises(ValueError, match="optimizer"):
         optimizer_cost(1, "adagrad", "fp32", CHIP)
 

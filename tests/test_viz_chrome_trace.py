@@ -163,4 +163,4 @@ def test_cli_writes_the_trace(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert problems(doc) == []
     pids = {e["pid"] for e in doc["traceEvents"] if e["ph"] == "X"}
-    assert pids == set(range(16))  # 16 data-parallel replicas
+    assert pids == set(range(16)) | {LINKS_PID}  # 16 data-parallel replicas; the host link

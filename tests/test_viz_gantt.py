@@ -53,7 +53,8 @@ def test_replica_1_mirrors_replica_0_and_keeps_its_own_collectives() -> None:
         (b.kind, b.start, b.end, b.label) for b in b1
     ]
     assert all(not b.mirrored for b in b0)
-    assert all(b.mirrored == (b.kind != "collective") for b in b1)
+    # its own: the collectives and the step's host sync (both span every replica)
+    assert all(b.mirrored == (b.kind not in ("collective", "host")) for b in b1)
     assert any(b.kind == "collective" for b in b1)
     assert any("mirrored" in n for n in g.notes)
 
@@ -80,7 +81,10 @@ def test_identical_rows_aggregate_past_full_rows() -> None:
 def test_data_parallel_replicas_collapse_to_one_row() -> None:
     o = quickstart()
     g = build(o.trace, o.system, o.plan.info, full_rows=8)
-    assert len(g.rows) == 1 and g.rows[0].chips == tuple(range(16))
+    chip_rows = [r for r in g.rows if r.channel is None]
+    assert len(chip_rows) == 1 and chip_rows[0].chips == tuple(range(16))
+    # the links rows: the host writing replica 0's input (Host-Link, gateway -> DDR)
+    assert {r.group for r in g.rows if r.channel is not None} == {"links"}
 
 
 def test_decimation_keeps_the_bar_budget_and_says_so() -> None:
@@ -107,6 +111,16 @@ def test_figure_has_one_legend_entry_per_kind_and_a_jump_menu() -> None:
     o = bert16()
     fig = figure(build(o.trace, o.system, o.plan.info))
     shown = [t.name for t in fig.data if t.showlegend is not False]
-    assert shown == ["compute", "exchange", "sync", "collective", "link transfer", "idle", "labels"]
+    assert shown == [
+        "compute",
+        "exchange",
+        "sync",
+        "collective",
+        "memory traffic",
+        "host",
+        "link transfer",
+        "idle",
+        "labels",
+    ]
     labels = [b.label for b in fig.layout.updatemenus[0].buttons]
     assert labels == ["all rows", "replica 0", "replica 1", "links"]

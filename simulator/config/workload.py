@@ -131,6 +131,18 @@ class LmHeadSpec(StrictModel):
     bias: bool = False
 
 
+class PretrainingHeadsSpec(StrictModel):
+    """BERT's pre-training heads on an encoder output (S, H): the pooler (dense + tanh on the
+    first token) with the next-sentence classifier, and the masked-LM transform (dense + GELU
+    + layer norm) and decoder onto the vocabulary, computed on the ``masked`` positions only.
+    ``tied``: the decoder's weights are the word embedding's (placed with it in pipelines)."""
+
+    vocab: PositiveInt
+    masked: PositiveInt = Field(description="Masked positions per sample the MLM head scores.")
+    tied: bool = True
+    nsp_classes: PositiveInt = 2
+
+
 class ResidualSpec(StrictModel):
     """``post(body(x) + shortcut(x))``; an empty shortcut is the identity."""
 
@@ -166,11 +178,22 @@ LAYER_SPECS: dict[str, type[StrictModel]] = {
     "global_pool": GlobalPoolSpec,
     "pooler": PoolerSpec,
     "lm_head": LmHeadSpec,
+    "pretraining_heads": PretrainingHeadsSpec,
 }
+
+class ChooseSpec(StrictModel):
+    """A model option: ``then`` when ``when`` is non-zero, else ``otherwise`` (may be empty).
+    The chosen layers are named and grouped as if written in place of the ``choose``."""
+
+    when: int | bool
+    then: list[Any] = Field(min_length=1)
+    otherwise: list[Any] = Field(default_factory=list)
+
 
 CONTAINER_SPECS: dict[str, type[StrictModel]] = {
     "residual": ResidualSpec,
     "repeat": RepeatSpec,
+    "choose": ChooseSpec,
 }
 
 
@@ -192,6 +215,11 @@ class ModelFile(StrictModel):
     params: dict[str, ParamDefault] = Field(default_factory=dict)
     input: list[int | str] = Field(min_length=1)
     dtype: Dtype = "fp16"
+    host_input_bytes: int | str | None = Field(
+        default=None,
+        description="Bytes the host sends per sample (an expression may use the params); "
+        "default: the input's elements in the model dtype.",
+    )
     blocks: dict[str, BlockSpec] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
 

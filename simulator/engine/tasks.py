@@ -175,6 +175,7 @@ class MemLoad:
     tile: int | None = None
     label: str = ""
     hold: bool = False  # an exchange phase of the chip: it computes nothing meanwhile
+    input: bool = False  # training input written there by a host (not offloaded state)
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,15 +219,14 @@ def build(
     for s in trace.rng_spans:
         rng.setdefault(s.row, []).append(s)
     sel = _chips(info, system, {**spans, **rng})
-    own_kinds = {s.kind for c, ss in spans.items() if sel.base.get(c, c) != c for s in ss}
     layers = _Layers(info)
     g = Gantt(title, trace.makespan)
 
     aggregate = len(sel.order) > full_rows
-    rows, bars, merged_rows = _chip_rows(sel, spans, rng, own_kinds, layers, aggregate)
+    rows, bars, merged_rows = _chip_rows(sel, spans, rng, layers, aggregate)
     if not aggregate and len(bars) > max_bars:
         aggregate = True
-        rows, bars, merged_rows = _chip_rows(sel, spans, rng, own_kinds, layers, aggregate)
+        rows, bars, merged_rows = _chip_rows(sel, spans, rng, layers, aggregate)
     g.rows, g.bars = rows, bars
     if merged_rows:
         g.notes.append(
@@ -238,9 +237,10 @@ def build(
         )
     if any(sel.base.get(c, c) != c for _, _, c in sel.order):
         g.notes.append(
-            "Replica 0 is simulated; the other replicas are identical, so their compute, "
-            "exchange and sync spans are replica 0's (marked 'mirrored' in the hover). Their "
-            "collectives are simulated and shown as they ran."
+            "Replica 0 is simulated; the other replicas are identical, so a replica shows "
+            "replica 0's spans of every kind it has none of its own (marked 'mirrored' in the "
+            "hover). Their collectives, host syncs and the traffic that shares replica 0's "
+            "machine are simulated and shown as they ran."
         )
     _links(g, trace, system, max_link_rows)
     if len(g.bars) > max_bars:
@@ -252,31 +252,32 @@ def _chip_rows(
     sel: _Chips,
     spans: dict[int, list[Span]],
     rng: dict[int, list[Span]],
-    own_kinds: set[str],
     layers: _Layers,
     aggregate: bool,
 ) -> tuple[list[Row], list[Bar], int]:
-    """Chip (and RNG) rows and their bars; with ``aggregate``, identical rows become one."""
+    """Chip (and RNG) rows and their bars; with ``aggregate``, identical rows become one.
+
+    A chip that was not simulated (it mirrors ``sel.base``) shows its own spans and, of every
+    kind it has none of, its base chip's spans (mirrored)."""
 
     def effective(c: int) -> tuple[list[tuple[Span, bool]], list[tuple[Span, bool]]]:
         b = sel.base.get(c, c)
-        mine = [(s, False) for s in spans.get(c, ()) if b == c or s.kind in own_kinds]
-        mirrored = [(s, True) for s in spans.get(b, ()) if b != c and s.kind not in own_kinds]
+        mine = [(s, False) for s in spans.get(c, ())]
+        kinds = {s.kind for s in spans.get(c, ())}
+        mirrored = [(s, True) for s in spans.get(b, ()) if b != c and s.kind not in kinds]
         chip = sorted(mirrored + mine, key=lambda p: (p[0].start, p[0].end, p[0].task))
         rr = [(s, False) for s in rng.get(c, ())] or [(s, b != c) for s in rng.get(b, ())]
         return chip, rr
 
     groups: dict[Any, list[tuple[str, str, int]]] = {}
     if aggregate:
-        base_ids: dict[tuple[Any, ...], int] = {}
         for entry in sel.order:
-            c = entry[2]
-            b = sel.base.get(c, c)
-            mirrored = tuple(_key(s) for s in spans.get(b, ()) if s.kind not in own_kinds)
-            own = tuple(_key(s) for s in spans.get(c, ()) if s.kind in own_kinds)
-            bid = base_ids.setdefault(mirrored, len(base_ids))
-            own_rng = tuple(_key(s) for s in rng.get(c, ()) or rng.get(b, ()))
-            sig = (bid, own, own_rng, sel.stage.get(c))
+            chip_spans, rng_spans = effective(entry[2])
+            sig = (
+                tuple(_key(s) for s, _ in chip_spans),
+                tuple(_key(s) for s, _ in rng_spans),
+                sel.stage.get(entry[2]),
+            )
             groups.setdefault(sig, []).append(entry)
     else:
         groups = {i: [entry] for i, entry in enumerate(sel.order)}

@@ -51,7 +51,12 @@ PHASES: tuple[str, ...] = ("fwd", "bwd_input", "bwd_weight")
 #: adam ``m = β1·m + (1-β1)·g`` (3), ``v = β2·v + (1-β2)·g²`` (4), ``u = m / (√v + ε)``
 #: (sqrt, add, div = 3), ``w -= lr·u`` (2) = 12; lamb: adam's moments and ``u`` (10), weight
 #: decay ``u += λw`` (2), the squares summed for ‖w‖ and ‖u‖ (4), ``w -= lr·r·u`` (2) = 18.
-OPTIMIZER_FLOP: dict[str, int] = {"sgd": 2, "momentum": 4, "adam": 12, "lamb": 18}
+OPTIMIZER_FLOP: dict[str, int] = {"sgd": 2, "momentum": 4, "adam": 12, "lamb": 18, "lars": 10}
+
+#: Optimizers that scale each weight tensor's update by a ratio of norms (LAMB, LARS): their
+#: update needs every tensor's weight and update norms first (a reduction superstep, and with
+#: replicated tensor sharding an all-reduce of the partial norms between replicas).
+LAYERWISE_OPTIMIZERS = frozenset({"lamb", "lars"})
 
 #: Matmuls of a layer kind that multiply two activations (no weights), by position in
 #: ``Layer.matmuls`` — attention's scores (Q·Kᵀ) and context (P·V), see layers.attention.
@@ -246,8 +251,9 @@ def optimizer_cost(params: int, optimizer: str, dtype: str, ct: ChipType) -> OpC
 
     Vector work (:data:`OPTIMIZER_FLOP` per parameter) spread over the tiles that hold the
     weights; reads weight, gradient and state, writes weight and state (a roofline). No
-    exchange: each tile updates the weights it holds. LAMB adds one superstep to reduce its
-    per-layer norms (their few bytes are not counted).
+    exchange: each tile updates the weights it holds. LAMB and LARS add one superstep to
+    reduce their per-tensor norms (their few bytes are not counted here; across replicas the
+    plan adds their all-reduce).
     """
     if optimizer not in OPTIMIZER_FLOP:
         raise ValueError(f"optimizer {optimizer!r} is not one of {sorted(OPTIMIZER_FLOP)}")
@@ -269,7 +275,7 @@ def optimizer_cost(params: int, optimizer: str, dtype: str, ct: ChipType) -> OpC
         (2 + slots) * per_tile * nbytes,
         (1 + slots) * per_tile * nbytes,
     )
-    c = OpCost(cycles, 0.0, 0.0, 2 if optimizer == "lamb" else 1, tiles, flops, 0.0)
+    c = OpCost(cycles, 0.0, 0.0, 2 if optimizer in LAYERWISE_OPTIMIZERS else 1, tiles, flops, 0.0)
     return _with_efficiency(c, ct.peak_vector_flops(dtype), ct)
 
 

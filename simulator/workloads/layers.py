@@ -414,6 +414,50 @@ def lm_head(s: spec.LmHeadSpec, shape: tuple[int, ...]) -> Cost:
     )
 
 
+def pretraining_heads(s: spec.PretrainingHeadsSpec, shape: tuple[int, ...]) -> Cost:
+    """BERT pre-training heads (Devlin et al. 2019; Hugging Face ``BertForPreTraining``).
+
+    Pooler dense(H, H) + tanh on the first token, NSP dense(H, classes); MLM transform dense(H,
+    H) + GELU + layer norm and decoder dense(H, vocab) + bias on the ``masked`` positions only
+    (the gather of those rows is free). The tied decoder owns only its bias; its weight
+    gradient still costs its FLOPs (it accumulates into the embedding's gradient).
+    Stored: transform output, GELU output and norm output, the logits (for the softmax
+    gradient), the pooler's two tensors and the NSP logits.
+    """
+    _rank(shape, 2, "pretraining_heads (sequence, hidden)")
+    h = shape[1]
+    m = s.masked
+    if m > shape[0]:
+        raise ShapeError(f"masked {m} exceeds the sequence length {shape[0]}", "masked")
+    mms = (
+        MatMul(1, h, h),  # pooler
+        MatMul(1, s.nsp_classes, h),  # NSP classifier
+        MatMul(m, h, h),  # MLM transform
+        MatMul(m, s.vocab, h),  # MLM decoder
+    )
+    mm_flops = sum(x.flops for x in mms)
+    gf, gb, _ = VECTOR_FLOP["gelu"]
+    nf, nb, nw = VECTOR_FLOP["norm"]
+    tf, tb, _ = VECTOR_FLOP["tanh"]
+    vec_f = gf * m * h + nf * m * h + tf * h
+    vec_b = gb * m * h + nb * m * h + tb * h
+    bias_grads = h + s.nsp_classes + h + s.vocab  # pooler, NSP, transform, decoder
+    return Cost(
+        output_shape=(m, s.vocab),
+        params=(h * h + h)  # pooler
+        + (h * s.nsp_classes + s.nsp_classes)  # NSP
+        + (h * h + h + 2 * h)  # transform and its layer norm
+        + s.vocab  # decoder bias
+        + (0 if s.tied else s.vocab * h),
+        forward_flops=mm_flops + vec_f,
+        backward_input_flops=mm_flops + vec_b,
+        backward_weight_flops=mm_flops + bias_grads + nw * m * h,
+        activation_elems=3 * m * h + m * s.vocab + 2 * h + s.nsp_classes,
+        unit="matmul",
+        matmuls=mms,
+    )
+
+
 def add(shape: tuple[int, ...]) -> Cost:
     """The sum closing a residual block."""
     return elementwise("add", shape)
@@ -437,4 +481,5 @@ BUILDERS: dict[str, Callable[[Any, tuple[int, ...]], Cost]] = {
     "global_pool": global_pool,
     "pooler": pooler,
     "lm_head": lm_head,
+    "pretraining_heads": pretraining_heads,
 }

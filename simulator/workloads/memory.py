@@ -39,12 +39,12 @@ from typing import Literal
 
 from simulator.workloads.layers import DTYPE_BYTES, Layer
 
-Optimizer = Literal["sgd", "momentum", "adam", "lamb"]
+Optimizer = Literal["sgd", "momentum", "adam", "lamb", "lars"]
 Recompute = Literal["none", "checkpoint"]
 
 #: Optimizer state values kept per parameter: SGD none; momentum one velocity; Adam and LAMB
 #: the first and second moments (LAMB's per-layer trust ratios are negligible).
-OPTIMIZER_STATE_SLOTS: dict[str, int] = {"sgd": 0, "momentum": 1, "adam": 2, "lamb": 2}
+OPTIMIZER_STATE_SLOTS: dict[str, int] = {"sgd": 0, "momentum": 1, "adam": 2, "lamb": 2, "lars": 1}
 
 CATEGORIES = (
     "code",
@@ -245,7 +245,10 @@ def plan_memory(
     activations = held * cfg.micro_batch * act_b
     stash = (cfg.in_flight - 1) * stashed * cfg.micro_batch * act_b
 
-    boundary = 2 * (layers[0].input_elems + layers[-1].output_elems) * cfg.micro_batch * act_b
+    # a tied head placed with the embedding (BERT's MLM decoder) sends nothing on: the stage's
+    # output is the layer before it
+    sends = layers[-2] if len(layers) > 1 and layers[-1].kind == "pretraining_heads" else layers[-1]
+    boundary = 2 * (layers[0].input_elems + sends.output_elems) * cfg.micro_batch * act_b
     widest = max(x.input_elems + x.activation_elems for x in layers) * cfg.micro_batch * act_b
     exchange = boundary + math.ceil(chip.exchange_buffer_fraction * widest)
 

@@ -37,6 +37,12 @@ class Model:
     layers: tuple[L.Layer, ...]
     params_used: Mapping[str, Number] = field(default_factory=dict)
     file: str | None = None
+    host_input_bytes: int = 0  # bytes the host sends per sample (0: the input in ``dtype``)
+
+    @property
+    def input_bytes_per_sample(self) -> int:
+        """Bytes of input the host sends per sample."""
+        return self.host_input_bytes or math.prod(self.input_shape) * L.DTYPE_BYTES[self.dtype]
 
     @property
     def params(self) -> int:
@@ -188,6 +194,10 @@ class _Walker:
             return self.residual(args, here, shape, env, prefix, group)
         if kind == "repeat":
             return self.repeat(args, here, shape, env, prefix)
+        if kind == "choose":
+            s = self.validate(spec.ChooseSpec, args, here, env)
+            branch = "then" if s.when else "otherwise"
+            return self.walk(getattr(s, branch), (*here, branch), shape, env, prefix, group)
         if kind in self.blocks:
             return self.block(kind, args, here, shape, env, prefix)
         known = [*spec.LAYER_SPECS, *spec.CONTAINER_SPECS, *self.blocks]
@@ -321,6 +331,18 @@ def build_model(
             )
         shape.append(value)
     walker.walk(header.layers, ("layers",), tuple(shape), env, "", "")
+    host_bytes = 0
+    if header.host_input_bytes is not None:
+        try:
+            value = substitute(header.host_input_bytes, env)
+        except ExprError as exc:
+            raise walker.error(str(exc), ("host_input_bytes",)) from None
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise walker.error(
+                f"host_input_bytes must be a positive integer, got {value!r}",
+                ("host_input_bytes",),
+            )
+        host_bytes = value
     file, _ = doc.location(at)
     return Model(
         name=header.name,
@@ -329,4 +351,5 @@ def build_model(
         layers=tuple(walker.out),
         params_used=env,
         file=file,
+        host_input_bytes=host_bytes,
     )

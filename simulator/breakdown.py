@@ -163,7 +163,8 @@ def step_breakdown(
             out["collective_gw_link"] += gw
             out["collective_ipu_link"] += span - gw
         else:
-            (piped if tid in pipe else out)[_cause(task)] += span
+            in_pipe = tid in pipe and isinstance(task, Compute | Exchange | Sync | Transfer)
+            (piped if in_pipe else out)[_cause(task)] += span
         covered_to = min(covered_to, s)
     out["other"] += max(0.0, covered_to)
     on_path = sum(piped.values())

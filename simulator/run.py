@@ -69,10 +69,12 @@ def run_loaded(
     )
     result = strategy.summarise(ctx, plan, trace)
     if isinstance(result, TrainingResult) and trace is not None and result.feasible:
-        result = replace(
-            result,
-            step_breakdown=step_breakdown(plan.graph, trace, plan.info.get("pipeline_tasks")),
-        )
+        causes = step_breakdown(plan.graph, trace, plan.info.get("pipeline_tasks"))
+        if result.step_time_s and trace.makespan > 0:
+            # a strategy that simulates several steps (local) reports one: scale the path
+            share = result.step_time_s / trace.makespan
+            causes = {k: v * share for k, v in causes.items()}
+        result = replace(result, step_breakdown=causes)
     if baseline and isinstance(result, TrainingResult) and loaded.scenario.baseline is not None:
         try:
             base = load_baseline(loaded)

@@ -8,6 +8,7 @@ import numpy as np
 
 from simulator.analytic import steps_estimate
 from simulator.engine.collectives import schedule as collective_steps
+from simulator.engine.executor import host_sync_seconds
 from simulator.engine.trace import Trace
 from simulator.metrics import EngineStats, TrainingAnalytic, TrainingResult
 from simulator.strategy import Plan, PlanContext
@@ -216,25 +217,33 @@ def _analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalyti
     ]
     m = tp.grad_accum
     xfer = 0.0
+    boundary_sync = system.sync_latency_s(lay.all_chips())
     for j, nbytes in enumerate(built.transfer_bytes):
         a, b = lay.chip_of_vstage(0, j), lay.chip_of_vstage(0, j + 1)
         if a != b:
             route = system.chip_route(a, b)
             cap = min(system.channels[c].capacity_Bps for c in route.channels)
-            xfer += 2 * (ct.exchange_latency_s + route.latency_s + nbytes / cap)
+            xfer += 2 * (boundary_sync + ct.exchange_latency_s + route.latency_s + nbytes / cap)
     pipe = (m - 1) * max(per_chip) + sum(per_vstage) + xfer
     coll = gradient_collective_estimate(ctx, lay, built.chip_params, tp)
     opt = max(c.optimizer.seconds(ct) for c in built.costs) / (lay.replicas if lay.rts else 1)
     mem = memory_seconds(ctx, plan)
-    est = pipe + coll + opt + mem
+    host = host_sync_seconds(system, lay.all_chips()) if system.hosts is not None else 0.0
+    est = pipe + coll + opt + mem + host
     return TrainingAnalytic(
         est,
         simulated,
         simulated / est - 1 if est > 0 else 0.0,
-        "(M-1) x slowest stage + sum of stages + 2 x boundary transfers, "
+        "(M-1) x slowest stage + sum of stages + 2 x boundary (sync + transfer), "
         "+ largest gradient collective (closed form) + slowest optimizer update "
-        "+ busiest machine's Streaming Memory traffic / its bandwidth",
-        {"pipeline_s": pipe, "collective_s": coll, "optimizer_s": opt, "memory_s": mem},
+        "+ busiest machine's Streaming Memory traffic / its bandwidth + the hosts' step end",
+        {
+            "pipeline_s": pipe,
+            "collective_s": coll,
+            "optimizer_s": opt,
+            "memory_s": mem,
+            "host_s": host,
+        },
     )
 
 

@@ -95,10 +95,12 @@ def test_report_draws_all_figures() -> None:
         "utilisation-figure",
         "links-figure",
         "breakdown-figure",
+        "step-breakdown-figure",
         "memory-figure",
     ]
     assert "capacity" in traces(v, "memory-figure")
     assert traces(v, "utilisation-figure") and traces(v, "links-figure")
+    assert "compute" in traces(v, "step-breakdown-figure")
 
 
 def test_topology_with_link_load() -> None:

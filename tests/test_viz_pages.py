@@ -62,6 +62,7 @@ def test_report_page_has_every_section() -> None:
         "utilisation-figure",
         "links-figure",
         "breakdown-figure",
+        "step-breakdown-figure",
         "memory-figure",
     ]
     a = o.result.analytic

@@ -233,7 +233,15 @@ def _scaling(args: argparse.Namespace) -> Any:
         print(f"ipusim: running {f.name}", file=sys.stderr)
         r = run_scenario(f).result
         tput = getattr(r, "throughput_samples_per_s", None)
-        points.append(plots.ScalePoint(plots.series_of(r.name), r.name, r.chips, tput))
+        points.append(
+            plots.ScalePoint(
+                plots.series_of(r.name),
+                r.name,
+                r.chips,
+                tput,
+                step_breakdown=getattr(r, "step_breakdown", None),
+            )
+        )
     measured_file = Path(args.measured) if args.measured else None
     if measured_file is None:
         guess = folder.resolve().parent.parent / "validation" / "mlperf.yaml"

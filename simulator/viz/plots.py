@@ -30,6 +30,7 @@ class ScalePoint:
     chips: int
     throughput: float | None  # None: infeasible
     unit: str = "samples/s"
+    step_breakdown: dict[str, float] | None = None  # critical-path seconds by cause
 
 
 @dataclass(frozen=True)
@@ -173,10 +174,69 @@ def scaling_figure(points: Sequence[ScalePoint], measured: Sequence[Measured]) -
     return fig
 
 
+#: step_breakdown causes (simulator.breakdown.CAUSES) as drawn, with their colours
+CAUSE_STYLE = {
+    "compute": ("compute", "#3b75c4"),
+    "bubble": ("pipeline bubble", "#b9cbe6"),
+    "exchange": ("exchange", "#f2a02d"),
+    "sync": ("sync", "#8e5ac8"),
+    "transfer": ("stage transfers", "#3aa757"),
+    "collective_ipu_link": ("collective, IPU-Links", "#d8403a"),
+    "collective_gw_link": ("collective, GW-Links", "#7a1f1b"),
+    "optimizer": ("optimizer", "#e377c2"),
+    "streaming_memory": ("Streaming Memory", "#8c5a3c"),
+    "host_io": ("host input", "#19b6c9"),
+    "host": ("host step end", "#6b6b6b"),
+    "rng": ("RNG", "#17becf"),
+    "other": ("other", "#e4e4e4"),
+}
+
+
+def step_breakdown_figure(rows: Sequence[tuple[str, dict[str, float]]]) -> go.Figure:
+    """Stacked bars: where each step goes (its critical path by cause), one bar per labelled
+    run, as shares of the step so that runs of very different step times compare; the hover
+    gives milliseconds."""
+    fig = go.Figure()
+    labels = [label for label, _ in rows]
+    totals = [sum(bd.values()) or 1.0 for _, bd in rows]
+    for cause, (title, colour) in CAUSE_STYLE.items():
+        secs = [bd.get(cause, 0.0) for _, bd in rows]
+        if any(secs):
+            fig.add_trace(
+                go.Bar(
+                    name=title,
+                    x=labels,
+                    y=[100 * v / t for v, t in zip(secs, totals, strict=True)],
+                    customdata=[v * 1e3 for v in secs],
+                    marker_color=colour,
+                    hovertemplate="%{x}: "
+                    + title
+                    + " %{customdata:,.3f} ms (%{y:.1f} %)<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        template=TEMPLATE,
+        barmode="stack",
+        height=520,
+        yaxis={"title": {"text": "share of the step's critical path (%)"}, "range": [0, 100]},
+        xaxis={"type": "category", "tickangle": -45},
+        margin={"b": 160},
+    )
+    return fig
+
+
 def scaling_page(points: Sequence[ScalePoint], measured: Sequence[Measured]) -> Page:
-    """The scaling page: figure, table and what is measured and what is predicted."""
+    """The scaling page: figure, table, where each step goes, what is measured and predicted."""
     p = Page("Scaling: speedup against IPUs")
     p.figure(scaling_figure(points, measured), "scaling")
+    broken = [
+        (f"{pt.name}", pt.step_breakdown)
+        for pt in sorted(points, key=lambda q: (q.series, q.chips, q.name))
+        if pt.step_breakdown
+    ]
+    if broken:
+        p.heading("Where the step goes, by system size", "step-breakdown")
+        p.figure(step_breakdown_figure(broken), "step-breakdown-figure")
     p.table(
         [
             (pt.name, pt.chips, f"{pt.throughput:,.0f}" if pt.throughput else "infeasible")
@@ -187,8 +247,13 @@ def scaling_page(points: Sequence[ScalePoint], measured: Sequence[Measured]) -> 
     p.notes(
         [
             "Speedup = throughput ÷ the series' measured 16-IPU throughput (or, without one, its "
-            "smallest simulated system). Stars are measured points; lines are simulated. Only "
-            "the 16-IPU points are measured; larger systems are predictions.",
+            "smallest simulated system). Stars are measured points (16 and 64 IPUs in "
+            "validation/mlperf.yaml); lines are simulated. Systems without a star are "
+            "predictions.",
+            "Where the step goes: the critical path of one simulated step by cause "
+            "(docs/metrics.md, step_breakdown); per-IPU efficiency falls as the causes that "
+            "do not shrink with the system (host step end, syncs, collectives, the pipeline "
+            "bubble of fewer micro-batches) take a larger share.",
             "Infeasible plans (they do not fit in SRAM) are crosses drawn on the ideal line.",
         ]
     )

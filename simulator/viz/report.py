@@ -328,6 +328,7 @@ def page(outcome: Any, gantt: Gantt | None) -> Page:
                 ("links", "links"),
                 ("memory", "memory"),
                 ("breakdown", "breakdown"),
+                ("step-breakdown", "critical path"),
             )
         )
         + "</nav>"
@@ -367,6 +368,12 @@ def page(outcome: Any, gantt: Gantt | None) -> Page:
         p.text(note)
         p.heading("Time breakdown per chip", "breakdown")
         p.figure(breakdown_figure(bd), "breakdown-figure")
+        steps = getattr(result, "step_breakdown", None)
+        if steps:
+            from simulator.viz.plots import step_breakdown_figure
+
+            p.heading("Where the step goes (critical path)", "step-breakdown")
+            p.figure(step_breakdown_figure([(result.name, steps)]), "step-breakdown-figure")
     if memory:
         p.heading("Memory per chip", "memory")
         fig = memory_figure(memory)

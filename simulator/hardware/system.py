@@ -206,6 +206,17 @@ class System:
         if hit is not None or chip in self._hosts:
             return hit
         best: tuple[float, str] | None = None
+        gateway = f"gw:{self.chips[chip].machine}"
+        if (self.chips[chip].node, gateway) in self._between:
+            # a host on the chip's own gateway is nearer than any reached through another
+            for node in self.graph.successors(gateway):
+                if isinstance(node, str) and node.startswith("host:"):
+                    lat = self.route(node, self.chips[chip].node).latency_s
+                    if best is None or (lat, node) < best:
+                        best = (lat, node)
+            if best is not None:
+                self._hosts[chip] = best[1]
+                return best[1]
         for node in self.graph.nodes:
             if isinstance(node, str) and node.startswith("host:"):
                 try:

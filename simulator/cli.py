@@ -21,7 +21,6 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INFEASIBLE = 0, 1, 2, 3
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import strategies  # noqa: F401 - registers every strategy
     from simulator.metrics import to_json
     from simulator.run import run_scenario
     from simulator.viz.commands import check_run_outputs, run_outputs

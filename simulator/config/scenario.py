@@ -6,7 +6,8 @@ Contracts, "Scenario file"). This module checks the common keys; the keys under 
 
     register_strategy_schema("pipeline", PipelineParams)
 
-``simulator`` never imports ``strategies``: the CLI imports that package, whose modules register
+``simulator`` never imports ``strategies``: its modules are declared as ``ipusim.strategies``
+entry points and imported on the first lookup (:mod:`simulator.plugins`); they register
 themselves. ``topology``, ``model`` and ``training`` are kept as given here (a name, a path or a
 mapping); their own loaders validate them with :func:`simulator.config.load.validate` and
 ``at=("topology",)`` so errors still point at the right line.
@@ -26,6 +27,7 @@ from simulator.config.jsonschema import register_file_kind
 from simulator.config.load import override_document, parse_key_path, render_path, set_path, validate
 from simulator.config.yamlio import Document, KeyPath, load_document
 from simulator.errors import InputError, did_you_mean
+from simulator.plugins import GROUP, load_strategies
 
 
 class StrategySection(BaseModel):
@@ -76,19 +78,21 @@ def register_strategy_schema(type_name: str, model: type[StrictModel]) -> None:
 
 
 def strategy_types() -> list[str]:
-    """Registered strategy type names, sorted."""
+    """Registered strategy type names, sorted (the entry points are loaded first)."""
+    load_strategies()
     return sorted(_STRATEGIES)
 
 
 def strategy_schema(type_name: str) -> type[BaseModel]:
     """The schema registered for ``type_name``; an unknown name is an :class:`InputError`."""
+    load_strategies()
     model = _STRATEGIES.get(type_name)
     if model is not None:
         return model
     if not _STRATEGIES:
         raise InputError(
-            f"unknown strategy type '{type_name}': no strategies are registered "
-            "(the entry point must import the 'strategies' package)"
+            f"unknown strategy type '{type_name}': no strategies are registered (their "
+            f"modules are '{GROUP}' entry points: install ipusim, e.g. pip install -e .)"
         )
     names = strategy_types()
     raise InputError(
@@ -180,7 +184,7 @@ def load_baseline(loaded: LoadedScenario) -> LoadedScenario | None:
 def scenario_schema_model() -> type[BaseModel]:
     """:class:`ScenarioFile` with ``strategy`` spelled out per registered strategy (for editors)."""
     members: list[type[BaseModel]] = []
-    for type_name in strategy_types():
+    for type_name in strategy_types():  # loads the strategies' entry points
         model = _STRATEGIES[type_name]
         if "type" not in model.model_fields:
             # Literal[type_name] of a runtime value is a valid pydantic field type that no

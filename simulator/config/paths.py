@@ -108,7 +108,7 @@ def require_builtin_names(kind: str) -> list[str]:
     raise InputError(f"no built-in {kind} files found in {folder(kind)} ({where()}); {hint}")
 
 
-def _looks_like_path(text: str) -> bool:
+def looks_like_path(text: str) -> bool:
     return text.endswith(_SUFFIXES) or "/" in text or os.sep in text or Path(text).is_absolute()
 
 
@@ -143,7 +143,7 @@ def resolve(name_or_path: str | Path, kind: str, relative_to: str | Path | None 
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    path_like = _looks_like_path(text)
+    path_like = looks_like_path(text)
     if not path_like or kind == "scenario":
         builtin = _builtin(kind, text)
         if builtin is not None:
@@ -164,6 +164,7 @@ def resolve(name_or_path: str | Path, kind: str, relative_to: str | Path | None 
     else:
         available = f"built-in {kind}s: {', '.join(names)}"
         hint = did_you_mean(text, names)
+    also = " or a Hugging Face config.json" if kind == "model" else ""
     raise InputError(
-        f"unknown {kind} '{text}'{hint}; {available} (or give a path to a .yaml file)"
+        f"unknown {kind} '{text}'{hint}; {available} (or give a path to a .yaml file{also})"
     )

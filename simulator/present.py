@@ -66,11 +66,9 @@ def closed_form_line(estimate_s: float, difference: float, *, unit: str = "ms") 
     shown = f"{estimate_s * scale:,.3f} {unit}"
     if abs(difference) < 5e-4:
         verdict = "the simulation agrees within 0.05%"
-    elif difference > 0:
-        verdict = f"simulated {difference:.1%} longer (contention and waits the formula omits)"
     else:
-        verdict = f"simulated {-difference:.1%} shorter (overlap the formula does not credit)"
-    return line("closed form", f"{shown} from the same plan without contention; {verdict}")
+        verdict = f"simulated {abs(difference):.1%} {'longer' if difference > 0 else 'shorter'}"
+    return line("closed form", f"{shown}, the same plan as a formula (no contention); {verdict}")
 
 
 def baseline_lines(result: Any) -> list[str]:

@@ -152,7 +152,9 @@ def format_model(desc: dict[str, Any], description: str = "") -> str:
     params = ", ".join(f"{k}={v:g}" for k, v in desc["params_used"].items())
     lines = [
         f"model       {desc['name']}" + (f": {description}" if description else ""),
-        f"input       {shape} per sample" + (" (tokens)" if len(desc["input_shape"]) == 1 else ""),
+        f"input       {desc['input_shape'][0]:,} tokens per sample"
+        if len(desc["input_shape"]) == 1
+        else f"input       {shape} per sample",
         f"parameters  {desc['parameters']:,} ({_bytes(desc['parameter_bytes'])} in {dt})",
         f"forward     {_flops(desc['forward_flops'])} per sample "
         f"({_flops(desc['forward_matmul_flops'])} in matrix products)",

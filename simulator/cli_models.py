@@ -17,7 +17,8 @@ import sys
 from typing import Any
 
 from simulator.errors import InputError
-from simulator.present import table
+from simulator.present import binary_bytes as _bytes
+from simulator.present import si_prefix, table
 
 EXIT_OK = 0
 _COPY = re.compile(r"\.(\d+)(?=\.|$)")
@@ -110,17 +111,7 @@ def describe_model(model: Any, dtype: str | None = None) -> dict[str, Any]:
 
 
 def _flops(x: float) -> str:
-    for scale, unit in ((1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP")):
-        if x >= scale:
-            return f"{x / scale:,.2f} {unit}"
-    return f"{x:,.0f} FLOP"
-
-
-def _bytes(n: float) -> str:
-    for scale, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n:,.0f} B"
+    return si_prefix(x, "FLOP")
 
 
 def _rows(desc: dict[str, Any]) -> list[tuple[str, str, str, int, int, int, int]]:

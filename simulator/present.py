@@ -44,6 +44,22 @@ def _ms(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds * 1e3:,.3f} ms"
 
 
+def si_prefix(x: float, unit: str) -> str:
+    """``292.86 GFLOP``, ``249.65 TFLOP/s``: two decimals with an SI prefix (none below mega)."""
+    for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if abs(x) >= scale:
+            return f"{x / scale:,.2f} {prefix}{unit}"
+    return f"{x:,.2f} {unit}" if x % 1 else f"{x:,.0f} {unit}"
+
+
+def binary_bytes(n: float) -> str:
+    """``897.0 MiB``: one decimal with a binary prefix (plain bytes below a KiB)."""
+    for scale, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,.0f} B"
+
+
 def table(rows: list[list[str]], right: set[int]) -> list[str]:
     """Rows of cells as aligned text lines: columns in ``right`` right-aligned, the rest left;
     trailing spaces dropped."""

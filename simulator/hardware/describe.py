@@ -17,6 +17,8 @@ import networkx as nx
 
 from simulator.hardware.model import DTYPES, Channel, ChipType
 from simulator.hardware.system import System
+from simulator.present import binary_bytes as _bytes
+from simulator.present import si_prefix as _si_prefix
 from simulator.present import table
 
 _FLOW_UNIT_BPS = 1e3
@@ -119,20 +121,6 @@ def describe(system: System) -> dict[str, Any]:
 
 
 # ---- text ---------------------------------------------------------------------------------------
-
-
-def _si_prefix(x: float, unit: str) -> str:
-    for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
-        if abs(x) >= scale:
-            return f"{x / scale:,.2f} {prefix}{unit}"
-    return f"{x:,.2f} {unit}"
-
-
-def _bytes(n: float) -> str:
-    for scale, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n:,.0f} B"
 
 
 def format_text(desc: dict[str, Any], max_links: int = 64) -> str:

@@ -217,17 +217,7 @@ def _gpt2(cfg: _Config) -> tuple[dict[str, Any], list[Any], str]:
     act = cfg.activation("activation_function", default="gelu")
     layers: list[Any] = [
         {"embedding": {"vocab": "${vocab}", "hidden": "${hidden}", "positions": "${positions}"}},
-        _repeat(
-            "decoder",
-            [
-                _pre_norm(
-                    "attention",
-                    "layernorm",
-                    {"attention": {"heads": "${heads}", "hidden": "${hidden}", "causal": True}},
-                ),
-                _pre_norm("ffn", "layernorm", {"ffn": _ffn(act)}),
-            ],
-        ),
+        _pre_ln_stack("decoder", {"causal": True}, act),
         "layernorm",
     ]
     if arch == "GPT2LMHeadModel":
@@ -328,17 +318,7 @@ def _vit(cfg: _Config) -> tuple[dict[str, Any], list[Any], str]:
             }
         },
         "image_tokens",
-        _repeat(
-            "encoder",
-            [
-                _pre_norm(
-                    "attention",
-                    "layernorm",
-                    {"attention": {"heads": "${heads}", "hidden": "${hidden}", "bias": qkv_bias}},
-                ),
-                _pre_norm("ffn", "layernorm", {"ffn": _ffn(act)}),
-            ],
-        ),
+        _pre_ln_stack("encoder", {"bias": qkv_bias}, act),
         "layernorm",
     ]
     if arch == "ViTModel":
@@ -369,6 +349,19 @@ def _lm(tied: bool, *, bias: bool = False) -> dict[str, Any]:
 
 def _pre_norm(name: str, norm: str, layer: dict[str, Any]) -> dict[str, Any]:
     return {"residual": {"name": name, "body": [norm, layer]}}
+
+
+def _pre_ln_stack(name: str, attention: dict[str, Any], act: str) -> dict[str, Any]:
+    """``layers`` pre-layer-norm transformer blocks (GPT-2, ViT): layer norm, attention (with
+    ``attention``'s extra keys), add; layer norm, FFN, add."""
+    att = {"attention": {"heads": "${heads}", "hidden": "${hidden}", **attention}}
+    return _repeat(
+        name,
+        [
+            _pre_norm("attention", "layernorm", att),
+            _pre_norm("ffn", "layernorm", {"ffn": _ffn(act)}),
+        ],
+    )
 
 
 def _repeat(name: str, body: list[Any]) -> dict[str, Any]:

@@ -21,8 +21,7 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INFEASIBLE = 0, 1, 2, 3
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import strategies  # noqa: F401 - registers every strategy
-    from simulator.metrics import to_json
+    from simulator.present import run_json, run_text
     from simulator.run import run_scenario
     from simulator.viz.commands import check_run_outputs, run_outputs
 
@@ -31,17 +30,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = outcome.result
     run_outputs(args, outcome)  # --timeline/--report/--trace (docs/visualisation.md)
     if args.json:
-        sys.stdout.write(to_json(result))
+        sys.stdout.write(run_json(result, args.set or (), full=args.full))
     else:
-        print(result.text())
+        print(run_text(result, args.set or ()))
     return EXIT_OK if result.feasible else EXIT_INFEASIBLE
 
 
 def _cmd_topology_show(args: argparse.Namespace) -> int:
+    from simulator.cli_topology import is_chip, show_chip
     from simulator.hardware.build import load_system
     from simulator.hardware.describe import describe, format_text
     from simulator.viz.commands import topology_html
 
+    if is_chip(args.name):  # `topology show gc200` describes the chip
+        return show_chip(args)
     system = load_system(args.name)
     topology_html(args, system)  # --html/--load-from (docs/visualisation.md)
     desc = describe(system)
@@ -53,10 +55,10 @@ def _cmd_topology_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_topology_list(_args: argparse.Namespace) -> int:
-    from simulator.config.paths import builtin_names
+    from simulator.config.paths import require_builtin_names
 
     for kind, title in (("system", "systems"), ("chip", "chips")):
-        print(f"{title}: {', '.join(builtin_names(kind))}")
+        print(f"{title}: {', '.join(require_builtin_names(kind))}")
     return EXIT_OK
 
 
@@ -77,7 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: ipusim run scenarios/quickstart.yaml --json",
     )
     run.add_argument("scenario", help="scenario file (or the name of one under scenarios/)")
-    run.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON document (chips with identical breakdowns share one "
+        'entry, keyed by the chip set, e.g. "0-15")',
+    )
+    run.add_argument(
+        "--full", action="store_true", help="with --json: one entry per chip, nothing collapsed"
+    )
     run.add_argument(
         "--set",
         action="append",
@@ -101,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = tsub.add_parser(
         "show",
         help="chips, links, bandwidths, bisection, peak FLOP/s and power of a system",
-        description="Describe a system: a name from topologies/ (e.g. pod64) or a path.",
+        description="Describe a system (a built-in name such as pod64, or a path), or a chip "
+        "(gc2, gc200, bow, or a chip file).",
     )
-    show.add_argument("name", help="system name or path to a system YAML file")
+    show.add_argument("name", help="system or chip: a built-in name or a path to a YAML file")
     show.add_argument("--json", action="store_true", help="print one JSON document")
     add_topology_options(show)
     show.set_defaults(func=_cmd_topology_show)
@@ -123,7 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_results_export(rsub)
     add_results_plot(rsub)
     add_plan(sub)
+    # Built-in examples and models (simulator/cli_examples.py, simulator/cli_models.py).
+    from simulator.cli_examples import add_examples_command
+    from simulator.cli_models import add_model_commands
+
+    add_model_commands(sub)
+    add_examples_command(sub)
     return parser
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (e.g. captured in tests)
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ipusim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): not an error
+        _silence_stdout()
+        return EXIT_OK
     except Exception as exc:
         print(f"ipusim: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         if os.environ.get("IPUSIM_DEBUG"):

@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from simulator.present import baseline_lines, closed_form_line, line, plural
+
 
 def _clean(value: Any) -> Any:
     if isinstance(value, float):
@@ -25,9 +27,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def to_document(result: Any) -> dict[str, Any]:
+    """A result dataclass as JSON-ready data (floats rounded, NaN and infinity as None)."""
+    doc: dict[str, Any] = _clean(asdict(result))
+    return doc
+
+
 def to_json(result: Any) -> str:
     """One JSON document for a result dataclass (deterministic key order and float text)."""
-    return json.dumps(_clean(asdict(result)), indent=2, sort_keys=False) + "\n"
+    return json.dumps(to_document(result), indent=2, sort_keys=False) + "\n"
 
 
 @dataclass(frozen=True)
@@ -107,10 +115,8 @@ class CommResult:
         if self.algbw_GBps is not None:
             lines.append(f"  algbw           {self.algbw_GBps:,.2f} GB/s")
         a = self.analytic
-        lines.append(
-            f"  closed form     {a.estimate_s * 1e6:,.3f} us ({a.formula}); "
-            f"simulated/estimate - 1 = {a.difference:+.2%}"
-        )
+        lines.append(closed_form_line(a.estimate_s, a.difference, unit="us"))
+        lines.append(line("", f"formula: {a.formula}"))
         if self.link_utilisation:
             busiest = max(self.link_utilisation.items(), key=lambda kv: kv[1])
             lines.append(f"  busiest link    {busiest[0]} at {busiest[1]:.1%} of the time")
@@ -126,6 +132,8 @@ class BaselineRef:
     chips: int
     step_time_s: float | None
     throughput_samples_per_s: float | None
+    system: str | None = None
+    global_batch: float | None = None
 
 
 @dataclass(frozen=True)
@@ -179,8 +187,8 @@ class TrainingResult:
     def text(self) -> str:
         """A human summary."""
         head = (
-            f"{self.name}: {self.model} on {self.system} ({self.chips} chips: "
-            f"{self.replicas} replica(s) x {self.stages} stage(s)"
+            f"{self.name}: {self.model} on {self.system} ({plural(self.chips, 'chip')}: "
+            f"{plural(self.replicas, 'replica')} x {plural(self.stages, 'stage')}"
             + (f", {self.schedule}" if self.schedule and self.stages > 1 else "")
             + ")"
         )
@@ -194,12 +202,7 @@ class TrainingResult:
                 f"  step time       {self.step_time_s * 1e3:,.3f} ms",  # type: ignore[operator]
                 f"  throughput      {self.throughput_samples_per_s:,.1f} samples/s",
             ]
-            if self.speedup is not None and self.baseline is not None:
-                lines.append(
-                    f"  speedup         {self.speedup:.3f}x over {self.baseline.name} "
-                    f"({self.baseline.chips} chips); scaling efficiency "
-                    f"{self.scaling_efficiency:.1%}"
-                )
+            lines += baseline_lines(self)
             if self.flop_utilisation is not None:
                 lines.append(f"  FLOP utilisation {self.flop_utilisation:.1%} of peak")
             if self.bubble_fraction is not None and self.stages > 1:
@@ -215,11 +218,7 @@ class TrainingResult:
                 )
                 lines.append(f"  critical path   {parts} (ms)")
             if self.analytic is not None:
-                a = self.analytic
-                lines.append(
-                    f"  closed form     {a.estimate_s * 1e3:,.3f} ms; "
-                    f"simulated/estimate - 1 = {a.difference:+.2%}"
-                )
+                lines.append(closed_form_line(self.analytic.estimate_s, self.analytic.difference))
         if self.memory:
             worst = max(self.memory.items(), key=lambda kv: kv[1]["total"] / kv[1]["capacity"])
             m = worst[1]
@@ -232,11 +231,22 @@ class TrainingResult:
         return "\n".join(lines)
 
 
+#: What a run returns: a training result (or a strategy's subclass of it) or a comm result.
+Result = TrainingResult | CommResult
+
+
 def with_baseline(result: TrainingResult, base: TrainingResult) -> TrainingResult:
     """``result`` with its speedup over ``base`` (throughput ratio, DESIGN.md § Contracts)."""
     from dataclasses import replace
 
-    ref = BaselineRef(base.name, base.chips, base.step_time_s, base.throughput_samples_per_s)
+    ref = BaselineRef(
+        base.name,
+        base.chips,
+        base.step_time_s,
+        base.throughput_samples_per_s,
+        system=base.system,
+        global_batch=base.global_batch,
+    )
     speedup = efficiency = None
     if result.throughput_samples_per_s and base.throughput_samples_per_s:
         speedup = result.throughput_samples_per_s / base.throughput_samples_per_s

@@ -5,26 +5,36 @@ This and the CLI are the only places that look strategies up by name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from simulator.breakdown import step_breakdown
-from simulator.config.scenario import LoadedScenario, load_baseline, load_scenario
+from simulator.config.scenario import (
+    LoadedScenario,
+    load_baseline,
+    load_scenario,
+    scenario_from_mapping,
+)
 from simulator.engine.executor import execute
 from simulator.engine.trace import Trace
 from simulator.errors import InputError
 from simulator.hardware.build import load_system
 from simulator.hardware.system import System
-from simulator.metrics import TrainingResult, with_baseline
+from simulator.metrics import Result, TrainingResult, with_baseline
 from simulator.strategy import Plan, PlanContext, lookup
 
 
 @dataclass
 class Outcome:
-    """What one run produced: the result and, for the viewers, what led to it."""
+    """What one run produced: the result and, for the viewers, what led to it.
 
-    result: Any
+    ``result`` is a :class:`~simulator.metrics.TrainingResult` (or a subclass of it) for
+    training scenarios and a :class:`~simulator.metrics.CommResult` for ``type: comm``.
+    """
+
+    result: Result
     plan: Plan
     trace: Trace | None
     system: System
@@ -93,7 +103,21 @@ def run_loaded(
 
 
 def run_scenario(
-    path: str | Path, overrides: tuple[str, ...] | list[str] = (), *, fast_collectives: bool = True
+    scenario: str | Path | Mapping[str, Any],
+    overrides: tuple[str, ...] | list[str] = (),
+    *,
+    fast_collectives: bool = True,
 ) -> Outcome:
-    """Load ``path`` (with ``--set`` overrides), plan, simulate and summarise it."""
-    return run_loaded(load_scenario(path, overrides), fast_collectives=fast_collectives)
+    """Load a scenario, plan, simulate and summarise it (the Python API, docs/api.md).
+
+    ``scenario`` is a path to a scenario file, the name of a built-in one (``"quickstart"``,
+    ``"mlperf/bert-large-v2.0-bow-pod16"``; ``ipusim examples`` lists them) or a mapping with
+    the keys of a scenario file. ``overrides`` are ``--set`` texts (``"strategy.stages=8"``).
+    Invalid input raises :class:`~simulator.errors.InputError`; an infeasible plan is a result
+    with ``feasible`` false and a ``reason``.
+    """
+    if isinstance(scenario, Mapping):
+        loaded = scenario_from_mapping(scenario, overrides)
+    else:
+        loaded = load_scenario(scenario, overrides)
+    return run_loaded(loaded, fast_collectives=fast_collectives)

@@ -2,8 +2,9 @@
 
 A strategy turns a validated scenario into a :class:`Plan` (a task graph plus what the
 results need) and a finished trace into a Result. ``simulator`` never imports a concrete
-strategy: modules in the ``strategies`` package call :func:`register` at import, and only the
-top (the CLI and :mod:`simulator.run`) look them up by name.
+strategy: modules in the ``strategies`` package call :func:`register` at import, and they are
+imported on the first lookup through their ``ipusim.strategies`` entry points
+(:mod:`simulator.plugins`). Only the top (the CLI and :mod:`simulator.run`) looks them up.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from simulator.engine.graph import TaskGraph
 from simulator.engine.trace import Trace
 from simulator.errors import InputError
 from simulator.hardware.system import System
+from simulator.plugins import load_strategies
 
 
 @dataclass
@@ -81,6 +83,7 @@ def register(strategy: Strategy) -> Strategy:
 
 def lookup(name: str) -> Strategy:
     """The strategy registered under ``name`` (validated already by the scenario loader)."""
+    load_strategies()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -89,4 +92,6 @@ def lookup(name: str) -> Strategy:
 
 
 def registered() -> list[str]:
+    """Names of the registered strategies (the entry points are loaded first)."""
+    load_strategies()
     return sorted(_REGISTRY)

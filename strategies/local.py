@@ -480,7 +480,6 @@ class LocalResult(TrainingResult):
         lines = super().text().split("\n")
         if self.feasible and self.first_step_s is not None:
             at = next(i for i, line in enumerate(lines) if line.startswith("  throughput"))
-            at += 1 if self.speedup is not None else 0
             lines.insert(
                 at + 1,
                 f"  local           {self.variant}, {self.stages} blocks"

@@ -111,10 +111,11 @@ class MoeShape:
     top_k: int
     hidden: int
     intermediate: int
-    activation: Literal["gelu", "relu"]
+    activation: spec.Activation
     bias: bool
     router_bias: bool
     seq: int  # tokens per sample
+    gated: bool = False  # gated-linear-unit experts (Mixtral): three matrices instead of two
 
 
 def _moe_layers(ctx: PlanContext, model: Model, p: MoeParams) -> tuple[Model, MoeShape]:
@@ -158,6 +159,7 @@ def _moe_layers(ctx: PlanContext, model: Model, p: MoeParams) -> tuple[Model, Mo
         new.bias,
         new.router_bias,
         model.layers[idx[0]].input_shape[0],
+        new.gated,
     )
     return replace(model, layers=tuple(layers)), shape
 
@@ -185,7 +187,10 @@ def _router_layer(ms: MoeShape, noisy: bool) -> L.Layer:
 
 
 def _expert_params(ms: MoeShape) -> int:
-    return 2 * ms.hidden * ms.intermediate + ((ms.intermediate + ms.hidden) if ms.bias else 0)
+    ups = 2 if ms.gated else 1
+    return (ups + 1) * ms.hidden * ms.intermediate + (
+        (ups * ms.intermediate + ms.hidden) if ms.bias else 0
+    )
 
 
 @dataclass
@@ -217,6 +222,7 @@ class Costs:
                 intermediate=ms.intermediate,
                 activation=ms.activation,
                 bias=ms.bias,
+                gated=ms.gated,
             ),
             (rows, ms.hidden),
         )
@@ -480,7 +486,7 @@ def _memory(
     micro-batch), the dispatched input, the FFN's two intermediates and the output."""
     ms = costs.ms
     local = len(place.experts_on(chip))
-    per_row = 2 * ms.intermediate + 2 * ms.hidden
+    per_row = (3 if ms.gated else 2) * ms.intermediate + 2 * ms.hidden
     layers, k = [], 0
     for x in model.layers:
         if x.kind == "moe_ffn":

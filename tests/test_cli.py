@@ -168,7 +168,7 @@ def test_topology_list(capsys) -> None:
 
 def test_topology_show_unknown_name(capsys) -> None:
     code, out, err = run(["topology", "show", "pod65"], capsys)
-    assert_input_error(code, out, err, "unknown system 'pod65'")
+    assert_input_error(code, out, err, "unknown system or chip 'pod65' (did you mean 'pod64'?)")
 
 
 # ---- run ---------------------------------------------------------------------------------

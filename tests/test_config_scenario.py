@@ -9,6 +9,7 @@ from typing import Literal
 
 import pytest
 
+from simulator import plugins
 from simulator.config import jsonschema, scenario
 from simulator.config.base import PositiveInt, StrictModel
 from simulator.config.scenario import (
@@ -37,8 +38,9 @@ class DataParams(StrictModel):
 
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A private strategy registry holding two test strategies."""
+    """A private strategy registry holding two test strategies (entry points not loaded)."""
     monkeypatch.setattr(scenario, "_STRATEGIES", {})
+    monkeypatch.setitem(plugins._state, "loaded", True)
     register_strategy_schema("pipeline", PipelineParams)
     register_strategy_schema("data", DataParams)
 
@@ -121,6 +123,7 @@ def test_strategy_schema_lookup(registry: None) -> None:
 
 def test_no_strategies_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scenario, "_STRATEGIES", {})
+    monkeypatch.setitem(plugins._state, "loaded", True)
     with pytest.raises(InputError, match="no strategies are registered"):
         strategy_schema("data")
 
@@ -167,7 +170,12 @@ def test_common_key_errors(
 def test_builtin_scenario_name_resolves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "scenarios").mkdir()
     monkeypatch.setenv("IPUSIM_DATA", str(tmp_path))
-    with pytest.raises(InputError, match="unknown scenario 'nope'"):
+    # no built-in scenarios at all is a broken installation or override, never "unknown"
+    with pytest.raises(InputError, match=r"no built-in scenario files found .*IPUSIM_DATA"):
+        load_scenario("nope")
+    (tmp_path / "scenarios" / "sub").mkdir()
+    (tmp_path / "scenarios" / "sub" / "nape.yaml").write_text("schema_version: 1\n")
+    with pytest.raises(InputError, match="unknown scenario 'nope' \\(did you mean 'sub/nape'"):
         load_scenario("nope")
 
 

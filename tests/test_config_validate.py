@@ -312,9 +312,16 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def test_data_root_defaults_to_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_builtin_files_are_package_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the override, built-ins are the package data of simulator.builtin, which an
+    editable install of this tree maps onto its top-level folders (setup.py)."""
     monkeypatch.delenv(paths.ENV_VAR, raising=False)
-    assert paths.data_root() == Path(__file__).resolve().parents[1]
+    assert paths.data_root() is None
+    repo = Path(__file__).resolve().parents[1]
+    assert paths.folder("system").resolve() == repo / "topologies"
+    assert paths.folder("chip").resolve() == repo / "topologies" / "chips"
+    assert paths.folder("model").resolve() == repo / "models"
+    assert paths.folder("scenario").resolve() == repo / "scenarios"
 
 
 def test_resolve_builtin_names(data_dir: Path) -> None:

@@ -8,6 +8,7 @@ across runs of the same graph.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,9 +88,11 @@ def test_same_scenario_in_two_subprocesses(tmp_path: Path, capsys) -> None:
 def test_random_pattern_follows_the_seed(tmp_path: Path, capsys) -> None:
     path = tmp_path / "rnd.yaml"
     path.write_text(RANDOM)
-    seven = _json(["run", str(path)], capsys)
-    again = _json(["run", str(path), "--set", "seed=7"], capsys)
-    other = _json(["run", str(path), "--set", "seed=8"], capsys)
+    seven = json.loads(_json(["run", str(path)], capsys))
+    again = json.loads(_json(["run", str(path), "--set", "seed=7"], capsys))
+    other = json.loads(_json(["run", str(path), "--set", "seed=8"], capsys))
+    assert again.pop("overrides") == ["seed=7"]  # the printed result names the --set it ran with
+    other.pop("overrides")
     assert seven == again
     assert seven != other
 

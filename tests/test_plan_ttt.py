@@ -1,7 +1,7 @@
 """Time-to-train: the McCandlish statistical-efficiency model and the B_noise estimate.
 
 Hand-computed values from S(B) = S_min (1 + B_noise / B), E(B) = E_min (1 + B / B_noise)
-(../shared/reference/algorithms.md) and the MLPerf samples-to-target note (2.8 M sequences).
+(docs/reference/algorithms.md) and the MLPerf samples-to-target note (2.8 M sequences).
 """
 
 from __future__ import annotations

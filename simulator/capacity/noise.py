@@ -2,7 +2,7 @@
 
 The gradient of the mean loss over a batch of B samples, G_B, has
 E|G_B|^2 = |G|^2 + tr(Sigma) / B. Measuring the mean of |G_B|^2 over ``repeats`` batches at
-B_small and B_big gives unbiased estimates (../shared/reference/algorithms.md)::
+B_small and B_big gives unbiased estimates (docs/reference/algorithms.md)::
 
     |G|^2     ~ (B_big |G_big|^2 - B_small |G_small|^2) / (B_big - B_small)
     tr(Sigma) ~ (|G_small|^2 - |G_big|^2) / (1 / B_small - 1 / B_big)

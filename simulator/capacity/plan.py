@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from simulator.capacity.ttt import Statistics
+from simulator.config import paths
 from simulator.config.base import PositiveFloat, SchemaVersion, StrictModel
 from simulator.config.jsonschema import register_file_kind
 from simulator.config.load import check_kind, validate
@@ -93,6 +94,8 @@ class Question:
 def load_plan(path: str | Path) -> Question:
     """Read and validate a plan file (file:line errors, exit 2)."""
     file = Path(path)
+    if not file.is_file():  # a built-in one by name: plans/NAME under scenarios/
+        file = paths.resolve(path, "scenario")
     doc = load_document(file)
     check_kind(doc, "plan")
     spec = validate(doc, PlanFile)

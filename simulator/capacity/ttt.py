@@ -1,7 +1,7 @@
 """Time-to-train: step time x steps to reach the target (docs/sweeps.md § Time-to-train).
 
 Steps to the target come from a statistical-efficiency model of the global batch B (in
-samples), the form of McCandlish et al. 2018 (../shared/reference/algorithms.md)::
+samples), the form of McCandlish et al. 2018 (docs/reference/algorithms.md)::
 
     S(B) = S_min (1 + B_noise / B)          steps
     E(B) = S(B) B = E_min (1 + B / B_noise)  samples, with E_min = S_min B_noise

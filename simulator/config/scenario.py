@@ -6,7 +6,8 @@ Contracts, "Scenario file"). This module checks the common keys; the keys under 
 
     register_strategy_schema("pipeline", PipelineParams)
 
-``simulator`` never imports ``strategies``: the CLI imports that package, whose modules register
+``simulator`` never imports ``strategies``: its modules are declared as ``ipusim.strategies``
+entry points and imported on the first lookup (:mod:`simulator.plugins`); they register
 themselves. ``topology``, ``model`` and ``training`` are kept as given here (a name, a path or a
 mapping); their own loaders validate them with :func:`simulator.config.load.validate` and
 ``at=("topology",)`` so errors still point at the right line.
@@ -14,10 +15,12 @@ mapping); their own loaders validate them with :func:`simulator.config.load.vali
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from simulator.config import paths
@@ -31,8 +34,9 @@ from simulator.config.base import (
 )
 from simulator.config.jsonschema import register_file_kind
 from simulator.config.load import override_document, parse_key_path, render_path, set_path, validate
-from simulator.config.yamlio import Document, KeyPath, load_document
+from simulator.config.yamlio import Document, KeyPath, dump_yaml, load_document, parse_document
 from simulator.errors import InputError, did_you_mean
+from simulator.plugins import GROUP, load_strategies
 
 
 class StrategySection(BaseModel):
@@ -108,19 +112,21 @@ def register_strategy_schema(type_name: str, model: type[StrictModel]) -> None:
 
 
 def strategy_types() -> list[str]:
-    """Registered strategy type names, sorted."""
+    """Registered strategy type names, sorted (the entry points are loaded first)."""
+    load_strategies()
     return sorted(_STRATEGIES)
 
 
 def strategy_schema(type_name: str) -> type[BaseModel]:
     """The schema registered for ``type_name``; an unknown name is an :class:`InputError`."""
+    load_strategies()
     model = _STRATEGIES.get(type_name)
     if model is not None:
         return model
     if not _STRATEGIES:
         raise InputError(
-            f"unknown strategy type '{type_name}': no strategies are registered "
-            "(the entry point must import the 'strategies' package)"
+            f"unknown strategy type '{type_name}': no strategies are registered (their "
+            f"modules are '{GROUP}' entry points: install ipusim, e.g. pip install -e .)"
         )
     names = strategy_types()
     raise InputError(
@@ -148,7 +154,40 @@ class LoadedScenario:
         return self.scenario.name or self.path.stem
 
 
+#: Files of another kind given where a scenario is expected, and the command that reads them.
+READERS: dict[str, str] = {
+    "sweep": "ipusim sweep {file} --out results.db",
+    "plan": "ipusim plan {file}",
+    "model": "ipusim model show {file}",
+    "system": "ipusim topology show {file}",
+    "chip": "ipusim topology show {file}",
+}
+
+
+def _check_not_other_kind(doc: Document) -> None:
+    """A sweep, plan, model, system or chip file (or a Hugging Face config) given as a scenario
+    is an error that names the command reading it, before its keys meet the wrong schema."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    kind = data.get("kind")
+    file = doc.file
+    if isinstance(kind, str) and kind in READERS:
+        where, line = doc.location(("kind",))
+        raise InputError(
+            f"this is a {kind} file, not a scenario; `{READERS[kind].format(file=file)}` reads it",
+            file=where,
+            line=line,
+            key_path="kind",
+        )
+    if "schema_version" not in data and isinstance(data.get("model_type"), str):
+        raise InputError(
+            "this is a Hugging Face model config, not a scenario; see it with "
+            f"`ipusim model show {file}`, or name it as `model: {file}` in a scenario",
+            file=file,
+        )
+
+
 def _from_document(doc: Document, path: Path) -> LoadedScenario:
+    _check_not_other_kind(doc)
     scenario = validate(doc, ScenarioFile)
     if scenario.name is None:
         scenario = scenario.model_copy(update={"name": path.stem})
@@ -174,6 +213,42 @@ def load_scenario(path: str | Path, overrides: tuple[str, ...] | list[str] = ())
     if overrides:
         doc = override_document(doc, overrides)
     return _from_document(doc, file)
+
+
+#: How a scenario given as a Python mapping is named in messages and results.
+MAPPING_LABEL = "<scenario mapping>"
+
+
+def scenario_from_mapping(
+    data: Mapping[str, Any], overrides: tuple[str, ...] | list[str] = ()
+) -> LoadedScenario:
+    """Validate a scenario given as a Python mapping (the API's ``run_scenario({...})``).
+
+    The mapping is read with the same YAML 1.2 rules as a file (it is written out and read
+    back, so tuples become lists and only YAML's types are accepted); errors name
+    :data:`MAPPING_LABEL` and the key path. Relative paths inside it are taken from the current
+    directory; ``name`` defaults to ``scenario``.
+    """
+    if not isinstance(data, Mapping):
+        raise InputError(f"a scenario must be a mapping of keys, got {type(data).__name__}")
+    try:
+        text = dump_yaml(_plain(data))
+    except yaml.YAMLError as exc:
+        raise InputError(f"not a YAML-like mapping: {exc}", file=MAPPING_LABEL) from None
+    parsed = parse_document(text, MAPPING_LABEL)
+    doc = Document(parsed.data, MAPPING_LABEL)  # no lines: they would be of text nobody wrote
+    if overrides:
+        doc = override_document(doc, overrides)
+    return _from_document(doc, Path.cwd() / "scenario")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and mappings as dicts, all the way down (what YAML can write)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def load_baseline(loaded: LoadedScenario) -> LoadedScenario | None:
@@ -212,7 +287,7 @@ def load_baseline(loaded: LoadedScenario) -> LoadedScenario | None:
 def scenario_schema_model() -> type[BaseModel]:
     """:class:`ScenarioFile` with ``strategy`` spelled out per registered strategy (for editors)."""
     members: list[type[BaseModel]] = []
-    for type_name in strategy_types():
+    for type_name in strategy_types():  # loads the strategies' entry points
         model = _STRATEGIES[type_name]
         if "type" not in model.model_fields:
             # Literal[type_name] of a runtime value is a valid pydantic field type that no

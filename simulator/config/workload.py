@@ -52,6 +52,12 @@ class LayerNormSpec(StrictModel):
     affine: bool = True
 
 
+class RmsNormSpec(StrictModel):
+    """RMS normalisation over the last axis (LLaMA, Mistral): a scale per feature, no shift."""
+
+    affine: bool = True
+
+
 class NoArgsSpec(StrictModel):
     """Element-wise activations and reshapes that take no hyper-parameters."""
 
@@ -73,21 +79,37 @@ class EmbeddingSpec(StrictModel):
 
 
 class AttentionSpec(StrictModel):
-    """Multi-head self-attention: Q, K, V projections, scores, softmax, context, output."""
+    """Multi-head self-attention: Q, K, V projections, scores, softmax, context, output.
+
+    ``kv_heads`` below ``heads`` is grouped-query attention (K and V have ``kv_heads`` heads,
+    each shared by ``heads / kv_heads`` query heads); ``head_dim`` defaults to hidden / heads;
+    ``rotary`` adds the rotary position embedding of Q and K (no parameters).
+    """
 
     heads: PositiveInt
     hidden: PositiveInt
     bias: bool = True
     causal: bool = False
+    kv_heads: PositiveInt | None = None
+    head_dim: PositiveInt | None = None
+    rotary: bool = False
+
+
+Activation = Literal["gelu", "relu", "silu"]
 
 
 class FfnSpec(StrictModel):
-    """Transformer feed-forward: dense hidden->intermediate, activation, dense back."""
+    """Transformer feed-forward: dense hidden->intermediate, activation, dense back.
+
+    ``gated`` is a gated linear unit (SwiGLU in LLaMA): activation(x W_gate) * (x W_up), then
+    W_down — three weight matrices instead of two.
+    """
 
     hidden: PositiveInt
     intermediate: PositiveInt
-    activation: Literal["gelu", "relu"] = "gelu"
+    activation: Activation = "gelu"
     bias: bool = True
+    gated: bool = False
 
 
 class MoeFfnSpec(StrictModel):
@@ -97,9 +119,10 @@ class MoeFfnSpec(StrictModel):
     top_k: PositiveInt
     hidden: PositiveInt
     intermediate: PositiveInt
-    activation: Literal["gelu", "relu"] = "gelu"
+    activation: Activation = "gelu"
     bias: bool = True
     router_bias: bool = False
+    gated: bool = False
 
 
 class PoolSpec(StrictModel):
@@ -121,6 +144,28 @@ class PoolerSpec(StrictModel):
     """BERT pooler: dense + tanh on the first token: (S, H) -> (H,)."""
 
     bias: bool = True
+
+
+class FirstTokenSpec(StrictModel):
+    """The first token of a sequence ([CLS]): (S, H) -> (H,), a view (no work)."""
+
+
+class ImageTokensSpec(StrictModel):
+    """Vision-transformer tokens from patch features (C, H, W): the H x W patches become a
+    sequence of C-wide tokens, a learned class token is prepended, and learned position
+    embeddings (one per token) are added: output (H x W + 1, C) (ViT, Dosovitskiy et al. 2021)."""
+
+    class_token: bool = True
+    positions: bool = True
+
+
+class SideHeadSpec(StrictModel):
+    """A classifier on the first token computed beside the sequence, which passes through
+    unchanged: optional pooler (dense H x H + tanh), then dense H x ``classes``. BERT's
+    next-sentence head in pre-training sits beside the masked-LM head this way."""
+
+    classes: PositiveInt
+    pooler: bool = True
 
 
 class LmHeadSpec(StrictModel):
@@ -165,8 +210,10 @@ LAYER_SPECS: dict[str, type[StrictModel]] = {
     "conv2d": Conv2dSpec,
     "batchnorm": BatchNormSpec,
     "layernorm": LayerNormSpec,
+    "rmsnorm": RmsNormSpec,
     "relu": NoArgsSpec,
     "gelu": NoArgsSpec,
+    "silu": NoArgsSpec,
     "tanh": NoArgsSpec,
     "flatten": NoArgsSpec,
     "dense": DenseSpec,
@@ -177,6 +224,9 @@ LAYER_SPECS: dict[str, type[StrictModel]] = {
     "pool": PoolSpec,
     "global_pool": GlobalPoolSpec,
     "pooler": PoolerSpec,
+    "first_token": FirstTokenSpec,
+    "image_tokens": ImageTokensSpec,
+    "side_head": SideHeadSpec,
     "lm_head": LmHeadSpec,
     "pretraining_heads": PretrainingHeadsSpec,
 }

@@ -4,7 +4,8 @@
 ``chips``, ``links``, ``peak_flops``, ``sram_bytes``, ``bisection_GBps``, ``power_W``) plus
 ``tiles`` and ``streaming_memory``. Numbers are rounded (GB/s and ns to 6 decimals, FLOP/s and
 bytes to integers) so that float noise never reaches the output and the same system always
-prints the same bytes. :func:`format_text` renders it for humans.
+prints the same bytes. :func:`format_text` renders it for humans. A chip file (``topology show
+gc200``) is described by :func:`describe_chip` and :func:`format_chip_text`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from typing import Any
 
 import networkx as nx
 
-from simulator.hardware.model import DTYPES, Channel
+from simulator.hardware.model import DTYPES, Channel, ChipType
 from simulator.hardware.system import System
+from simulator.present import binary_bytes as _bytes
+from simulator.present import si_prefix as _si_prefix
+from simulator.present import table
 
 _FLOW_UNIT_BPS = 1e3
 """Max-flow capacities are integers in this unit (kB/s): exact arithmetic, no float drift."""
@@ -119,31 +123,6 @@ def describe(system: System) -> dict[str, Any]:
 # ---- text ---------------------------------------------------------------------------------------
 
 
-def _si_prefix(x: float, unit: str) -> str:
-    for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
-        if abs(x) >= scale:
-            return f"{x / scale:,.2f} {prefix}{unit}"
-    return f"{x:,.2f} {unit}"
-
-
-def _bytes(n: float) -> str:
-    for scale, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n:,.0f} B"
-
-
-def _table(rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ).rstrip()
-        for r in rows
-    ]
-
-
 def format_text(desc: dict[str, Any], max_links: int = 64) -> str:
     """A human-readable rendering of :func:`describe` output (links summarised by kind when
     there are more than ``max_links`` bundles)."""
@@ -202,5 +181,62 @@ def format_text(desc: dict[str, Any], max_links: int = 64) -> str:
         ]
         lines.append(f"links: {len(links):,} bundles, summarised by kind (per direction)")
         right = {1, 2, 3, 4, 5}
-    lines += ["  " + row for row in _table(rows, right)]
+    lines += ["  " + row for row in table(rows, right)]
+    return "\n".join(lines) + "\n"
+
+
+# ---- one chip -----------------------------------------------------------------------------------
+
+
+def describe_chip(ct: ChipType, description: str = "") -> dict[str, Any]:
+    """The ``topology show --json`` document of a chip file (``kind: chip``): its per-chip
+    totals in SI units, rounded like :func:`describe`."""
+    return {
+        "kind": "chip",
+        "name": ct.name,
+        "description": description,
+        "tiles": ct.tiles,
+        "threads_per_tile": ct.threads_per_tile,
+        "clock_hz": round(ct.clock_hz),
+        "sram_per_tile_bytes": ct.sram_per_tile_bytes,
+        "sram_bytes": ct.sram_bytes,
+        "peak_flops": {dt: round(ct.peak_flops(dt)) for dt in DTYPES},
+        "peak_vector_flops": {dt: round(ct.peak_vector_flops(dt)) for dt in DTYPES},
+        "exchange_GBps_per_tile": _r(ct.tile_exchange_Bps / 1e9),
+        "exchange_GBps": _r(ct.tile_exchange_Bps * ct.tiles / 1e9),
+        "exchange_latency_ns": _r(ct.exchange_latency_s * 1e9, 3),
+        "sync_latency_ns": _r(ct.sync_latency_s * 1e9, 3),
+        "external_sync_latency_ns": _r(ct.external_sync_latency_s * 1e9, 3),
+        "uniform_samples_per_s": round(ct.uniform_samples_per_s()),
+        "ipu_links": ct.ipu_links,
+        "power_W": _r(ct.power_W, 3),
+    }
+
+
+def format_chip_text(desc: dict[str, Any]) -> str:
+    """A human-readable rendering of :func:`describe_chip` output."""
+    lines = [
+        f"chip        {desc['name']}" + (f": {desc['description']}" if desc["description"] else ""),
+        f"tiles       {desc['tiles']:,} x {desc['threads_per_tile']} worker threads",
+        f"clock       {desc['clock_hz'] / 1e9:,.3f} GHz",
+        f"SRAM        {_bytes(desc['sram_bytes'])} "
+        f"({_bytes(desc['sram_per_tile_bytes'])} per tile)",
+    ]
+    lines += [
+        f"peak {dt:<6} {_si_prefix(v, 'FLOP/s')} (AMP); vector "
+        f"{_si_prefix(desc['peak_vector_flops'][dt], 'FLOP/s')}"
+        for dt, v in desc["peak_flops"].items()
+    ]
+    lines += [
+        f"exchange    {desc['exchange_GBps']:,.1f} GB/s on chip "
+        f"({desc['exchange_GBps_per_tile']:g} GB/s per tile, achieved); "
+        f"{desc['exchange_latency_ns']:g} ns tile to tile",
+        f"sync        {desc['sync_latency_ns']:g} ns on chip, "
+        f"{desc['external_sync_latency_ns']:g} ns across chips",
+        f"PRNG        {_si_prefix(desc['uniform_samples_per_s'], 'samples/s')} (uniform, 32-bit)",
+        f"IPU-Links   {desc['ipu_links']}",
+        f"power       {desc['power_W']:,.0f} W",
+        "",
+        "A chip, not a system: `ipusim topology list` names the systems built from it.",
+    ]
     return "\n".join(lines) + "\n"

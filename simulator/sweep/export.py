@@ -3,7 +3,9 @@
 One row per (sweep, point), in sweep then point order. Columns: ``sweep``, ``index``,
 ``key``, ``status``, ``reason``; one column per swept or derived key path (``topology``,
 ``strategy.stages`` ...); ``chips`` and ``power_W`` (the system's); every scalar field of the
-result JSON (``step_time_s``, ``throughput_samples_per_s`` ...; fields in docs/metrics.md);
+result JSON (``step_time_s``, ``throughput_samples_per_s`` ...; fields in docs/metrics.md),
+except that ``name`` (every point runs under the base scenario's name) becomes the base name
+with the point's values unless the sweep sets ``name`` itself;
 and, for sweeps with a ``statistics:`` model, ``samples_to_target``, ``steps_to_target``,
 ``time_to_train_s`` and ``energy_to_train_kWh`` (power_W x time_to_train_s / 3.6e6), computed
 at read time so changing the model never invalidates a stored point.
@@ -38,9 +40,12 @@ def curves(store: Store) -> dict[str, Curve | None]:
 def flatten(row: dict[str, Any], curve: Curve | None) -> dict[str, Any]:
     """One table row from a store row (see the module docstring)."""
     out: dict[str, Any] = {k: row[k] for k in FIXED}
-    out.update(json.loads(row["values"]))
+    values = json.loads(row["values"])
+    out.update(values)
     out["chips"], out["power_W"] = row["chips"], row["power_W"]
     result = json.loads(row["result"]) if row["result"] else {}
+    if "name" not in values and "name" in result:  # every point ran as the base scenario's name
+        out["name"] = point_name(result["name"], values)
     for key, value in result.items():
         if key not in out and not isinstance(value, dict | list):
             out[key] = value
@@ -52,6 +57,17 @@ def flatten(row: dict[str, Any], curve: Curve | None) -> dict[str, Any]:
         power, t = row["power_W"], ttt["time_to_train_s"]
         out["energy_to_train_kWh"] = power * t / 3.6e6 if power and t else None
     return out
+
+
+def point_name(base: str, values: dict[str, Any]) -> str:
+    """A point's name in tables: the base scenario's name and the point's scalar values
+    (``bert (topology=bow-pod64, training.micro_batch=2)``); lists are left to their columns."""
+    shown = [
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in values.items()
+        if not isinstance(v, list | dict)
+    ]
+    return f"{base} ({', '.join(shown)})" if shown else base
 
 
 def records(store: Store, sweep: str | None = None) -> list[dict[str, Any]]:

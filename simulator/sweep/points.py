@@ -189,7 +189,6 @@ def _combinations(sweep: Sweep) -> Iterator[list[Setting]]:
 
 def base_data(sweep: Sweep) -> dict[str, Any]:
     """The base scenario's data as the points start from it (validated first)."""
-    import strategies  # noqa: F401 - a sweep is an entry point: it registers the strategies
     from simulator.config.scenario import load_scenario
 
     load_scenario(sweep.base)  # the base itself must be valid: exit 2 otherwise

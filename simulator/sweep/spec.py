@@ -218,6 +218,8 @@ def from_document(
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file (errors name file:line and key path; exit 2)."""
     file = Path(path)
+    if not file.is_file():  # a built-in one by name: sweeps/NAME under scenarios/
+        file = paths.resolve(path, "scenario")
     doc = load_document(file)
     check_kind(doc, "sweep")
     spec = validate(doc, SweepFile)

@@ -1,4 +1,5 @@
-"""The results store: one SQLite file (WAL mode) of finished points, keyed by point hash.
+"""The results store: one SQLite file of finished points, keyed by point hash (WAL mode while a
+sweep writes; back in rollback-journal mode, with no side files, when the last writer closes).
 
 Tables (``schema_version`` 1, recorded in ``meta``):
 
@@ -114,9 +115,10 @@ def check_store(path: Path) -> bool:
 class Store:
     """An open results store (see the module docstring)."""
 
-    def __init__(self, path: Path, con: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, con: sqlite3.Connection, readonly: bool = False) -> None:
         self.path = path
         self.con = con
+        self.readonly = readonly
 
     @classmethod
     def open(cls, path: str | Path, *, create: bool = True, readonly: bool = False) -> Store:
@@ -147,11 +149,23 @@ class Store:
                         )
         except sqlite3.OperationalError as exc:
             raise InputError(f"cannot open the results store: {exc}", file=path) from None
-        return cls(path, con)
+        return cls(path, con, readonly)
 
     def close(self) -> None:
-        """Close the connection."""
-        self.con.close()
+        """Close the connection; a writer leaves the file in rollback-journal mode when it is
+        the last one open, so no ``-wal`` / ``-shm`` side files outlive the command (a
+        read-only opening of a WAL-mode file would create them and could not remove them)."""
+        try:
+            if not self.readonly:
+                self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                # needs no other connection: with a concurrent sweep this fails harmlessly and
+                # the last writer to close does it
+                self.con.execute("PRAGMA busy_timeout = 0")
+                self.con.execute("PRAGMA journal_mode = DELETE")
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            self.con.close()
 
     def __enter__(self) -> Store:
         return self

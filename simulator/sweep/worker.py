@@ -80,7 +80,6 @@ def simulate(loaded: Any, baseline: bool) -> Any:
 
 def run_point(task: PointTask) -> PointRecord:
     """Load, plan, simulate and summarise one point; every failure becomes a record."""
-    import strategies  # noqa: F401 - registers every strategy (this may be a fresh process)
     from simulator.config.scenario import load_scenario
     from simulator.errors import InputError
     from simulator.metrics import to_json

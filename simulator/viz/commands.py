@@ -152,7 +152,6 @@ def topology_html(args: argparse.Namespace, system: Any) -> None:
     outputs.check(args.html, force=args.force, option="--html")
     load, name = None, ""
     if args.load_from:
-        import strategies  # noqa: F401 - registers every strategy
         from simulator.run import run_scenario
 
         outcome = run_scenario(args.load_from, [f"topology={args.name}"])
@@ -218,7 +217,6 @@ def _cmd_results_plot(args: argparse.Namespace) -> int:
 def _scaling(args: argparse.Namespace) -> Any:
     import yaml
 
-    import strategies  # noqa: F401 - registers every strategy
     from simulator.run import run_scenario
     from simulator.viz import plots
 

@@ -10,7 +10,9 @@ Three things keep a 1,024-chip timeline small without hiding anything the engine
   own rows). This is exact: nothing is dropped.
 - **Decimation.** Only when the bars still exceed ``max_bars``: first the compute, exchange
   and sync spans of one phase (same label, back to back) become one bar, coloured by the kind
-  that took longest; then bars closer together than a time bucket are merged. The page says so.
+  that took longest and remembering its exchange time (the timeline draws it as a strip in the
+  exchange colour, so exchange never disappears); then bars closer together than a time bucket
+  are merged. The page says so.
 
 No plotly here: :mod:`simulator.viz.timeline` draws a :class:`Gantt`.
 """
@@ -75,10 +77,18 @@ class Bar:
     mirrored: bool = False  # replica 0's span shown on a replica that was not simulated
     merged: int = 1  # number of spans in this bar (decimation)
     detail: str = ""  # extra hover line (layers, merged kinds)
+    exchange_s: float = 0.0  # of a merged bar: the exchange time inside it (drawn as a strip)
 
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+    @property
+    def exchange_time(self) -> float:
+        """Exchange seconds this bar stands for (its own duration for an exchange span)."""
+        if self.merged > 1:
+            return self.exchange_s
+        return self.duration if self.kind == "exchange" else 0.0
 
 
 @dataclass
@@ -374,6 +384,7 @@ def _merge(bars: Sequence[Bar]) -> Bar:
         flops=sum(b.flops for b in bars),
         merged=sum(b.merged for b in bars),
         detail=f"{len(bars)} spans: {parts}" + (f"; {first.detail}" if first.detail else ""),
+        exchange_s=sum(b.exchange_time for b in bars),
     )
 
 
@@ -404,5 +415,6 @@ def _decimate(g: Gantt, max_bars: int) -> None:
     g.bars = sorted(out, key=lambda b: (b.row, b.start, b.task))
     g.notes.append(
         f"Decimated: {before:,} spans drawn as {len(g.bars):,} bars ({note}); the hover of a "
-        "merged bar lists its spans by kind. The Chrome trace (--trace) has every span."
+        "merged bar lists its spans by kind, and the orange strip along its lower edge is the "
+        "exchange time inside it. The Chrome trace (--trace) has every span."
     )

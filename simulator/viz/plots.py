@@ -168,8 +168,12 @@ def scaling_figure(points: Sequence[ScalePoint], measured: Sequence[Measured]) -
     )
     for col in (1, 2):
         fig.update_xaxes(type="log", dtick=math.log10(2), title_text="IPUs", row=1, col=col)
-    fig.update_yaxes(type="log", title_text=f"speedup over {base} IPUs", row=1, col=1)
-    fig.update_yaxes(type="log", title_text="samples/s", row=1, col=2)
+    speedups = [y for tr in fig.data if tr.xaxis in (None, "x") for y in (tr.y or ())]
+    rates = [y for tr in fig.data if tr.xaxis == "x2" for y in (tr.y or ())]
+    fig.update_yaxes(
+        type="log", title_text=f"speedup over {base} IPUs", row=1, col=1, **log_ticks(speedups)
+    )
+    fig.update_yaxes(type="log", title_text="samples/s", row=1, col=2, **log_ticks(rates))
     fig.update_layout(height=560, template=TEMPLATE)
     return fig
 
@@ -272,6 +276,48 @@ def _label(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
 
+def percent_format(top: float, ticks: int = 5) -> str:
+    """A ``%`` format with enough decimals that ``ticks`` steps up to ``top`` read distinctly
+    (``.0%`` for 0-100 %, ``.1%`` for 0-4 %, ...)."""
+    step = top / ticks if top > 0 else 1.0
+    decimals = 0
+    while decimals < 4 and step * 100 < 10 ** (-decimals) - 1e-12:
+        decimals += 1
+    return f".{decimals}%"
+
+
+def log_ticks(values: Sequence[float]) -> dict[str, Any]:
+    """Tick values and labels for a log axis over ``values``: 1-2-5 steps inside their range,
+    written out in full (12,000 rather than the bare '2' and '5' of plotly's minor ticks)."""
+    pos = [v for v in values if v is not None and v > 0]
+    if not pos:
+        return {}
+    lo, hi = min(pos), max(pos)
+    ticks: list[float] = []
+    decade = 10 ** math.floor(math.log10(lo))
+    while decade <= hi * 10:
+        ticks += [m * decade for m in (1, 2, 5) if lo / 2 <= m * decade <= hi * 2]
+        decade *= 10
+    if len(ticks) < 2:
+        ticks = sorted({lo, hi})
+    text = [f"{t:,.3g}" if t < 1000 else f"{t:,.0f}" for t in ticks]
+    return {"tickvals": ticks, "ticktext": text}
+
+
+def _order(labels: Sequence[str], raw: dict[str, Any]) -> list[str]:
+    """Axis labels sorted by value: numbers numerically, text naturally (bow-pod16 before
+    bow-pod128), lists by their text."""
+
+    def key(label: str) -> tuple[Any, ...]:
+        v = raw.get(label)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            parts = re.split(r"(\d+)", label)
+            return (1, tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts))
+        return (0, float(v))
+
+    return sorted(labels, key=key)
+
+
 def sweep_axes(rows: Sequence[dict[str, Any]], values: Sequence[dict[str, Any]]) -> list[str]:
     """Swept key paths with more than one distinct value, in the sweep's order."""
     keys = list(dict.fromkeys(k for v in values for k in v))
@@ -283,8 +329,10 @@ def heatmap_figure(
 ) -> go.Figure:
     """Best ``metric`` over the other axes, for each pair of the first two axes."""
     x_key, y_key = axes[0], axes[1] if len(axes) > 1 else None
-    xs = list(dict.fromkeys(_label(r.get(x_key)) for r in rows))
-    ys = list(dict.fromkeys(_label(r.get(y_key)) for r in rows)) if y_key else [""]
+    raw_x = {_label(r.get(x_key)): r.get(x_key) for r in rows}
+    xs = _order(list(raw_x), raw_x)
+    raw_y = {_label(r.get(y_key)): r.get(y_key) for r in rows} if y_key else {}
+    ys = _order(list(raw_y), raw_y) if y_key else [""]
     best: dict[tuple[str, str], float] = {}
     for r in rows:
         v = r.get(metric)
@@ -377,7 +425,7 @@ def pareto_figure(
     fig.update_layout(
         height=460,
         xaxis={"title": {"text": "IPUs"}, "type": "log", "dtick": math.log10(2)},
-        yaxis={"title": {"text": title}, "type": "log"},
+        yaxis={"title": {"text": title}, "type": "log", **log_ticks([y for _, y in pts])},
         title={"text": f"Pareto front: IPUs against {title}", "x": 0.01},
         template=TEMPLATE,
     )

@@ -19,6 +19,7 @@ from simulator.engine.trace import SPAN_KINDS
 from simulator.viz import timeline
 from simulator.viz.gantt import KIND_TITLES, Gantt, ranges
 from simulator.viz.page import Page
+from simulator.viz.plots import percent_format
 from simulator.viz.timeline import COLOURS
 
 FULL_CHIPS = 64
@@ -207,7 +208,10 @@ def link_figure(outcome: Any) -> tuple[go.Figure | None, str]:
                 y=nodes,
                 zmin=0,
                 colorscale="YlOrRd",
-                colorbar={"title": {"text": "utilisation"}, "tickformat": ".0%"},
+                colorbar={
+                    "title": {"text": "utilisation"},
+                    "tickformat": percent_format(max(util.values())),
+                },
                 hovertemplate="%{y} → %{x}: %{z:.1%}<extra></extra>",
                 hoverongaps=False,
             )
@@ -227,7 +231,7 @@ def link_figure(outcome: Any) -> tuple[go.Figure | None, str]:
             y=labels,
             zmin=0,
             colorscale="YlOrRd",
-            colorbar={"tickformat": ".0%"},
+            colorbar={"tickformat": percent_format(max(util.values()))},
             hovertemplate="%{y}: %{z:.1%}<extra></extra>",
         )
     )

@@ -32,6 +32,9 @@ COLOURS = {
 LABELLED = {"compute", "collective", "transfer", "memory"}
 """Kinds whose bars carry their label as text (shown when the bar is wide enough)."""
 
+EXCHANGE_MIN = 0.02
+"""A merged bar whose exchange is at least this share of it gets an exchange-coloured strip."""
+
 VISIBLE_ROWS = 48
 ROW_PX = 18
 
@@ -119,6 +122,24 @@ def _bar_trace(
     return trace
 
 
+def _exchange_strips(bars: Sequence[Bar], g: Gantt, scale: float, unit: str) -> go.Bar:
+    """The exchange time inside merged bars, as a thin strip in the exchange colour along the
+    lower part of each bar, ending where the bar ends (a phase's exchange follows its compute),
+    so exchange stays visible when phases are merged."""
+    return go.Bar(
+        name="exchange (in merged phases)",
+        legendgroup="exchange",
+        orientation="h",
+        y=[g.rows[b.row].label for b in bars],
+        base=np.array([(b.end - b.exchange_time) * scale for b in bars]),
+        x=np.array([b.exchange_time * scale for b in bars]),
+        width=0.3,
+        offset=0.05,
+        marker={"color": COLOURS["exchange"], "line": {"width": 0}},
+        hovertemplate="%{y}: exchange %{x:.4g} " + unit + " in this merged bar<extra></extra>",
+    )
+
+
 def _label_trace(g: Gantt, scale: float) -> go.Scatter:
     """Bar labels, placed by the page's script: only bars wide enough at the current zoom get
     one (plotly's own bar text costs a layout pass per bar, far too slow for 10,000 bars)."""
@@ -181,6 +202,13 @@ def figure(g: Gantt) -> go.Figure:
                 keyed.setdefault(key, []).append(b)
         for i, ((_, detail), mine) in enumerate(sorted(keyed.items())):
             fig.add_trace(_bar_trace(mine, g, kind, detail, scale, unit, first=i == 0))
+    strips = [
+        b
+        for b in g.bars
+        if b.merged > 1 and b.kind != "exchange" and b.exchange_time >= EXCHANGE_MIN * b.duration
+    ]
+    if strips:  # exchange inside merged phase bars: a strip in its own colour
+        fig.add_trace(_exchange_strips(strips, g, scale, unit))
     if any(b.kind in LABELLED for b in g.bars):
         fig.add_trace(_label_trace(g, scale))
     n = len(g.rows)

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from simulator.hardware.describe import describe, link_bundles
 from simulator.hardware.system import System
 from simulator.viz.page import Page
+from simulator.viz.plots import percent_format
 
 NODE_STYLE = {
     "ipu": ("IPU", "#3b75c4", 9, "square"),
@@ -159,9 +160,15 @@ def figure(
         height=820 if system.num_chips > 64 else 680,
         xaxis={"visible": False, "scaleanchor": "y"},
         yaxis={"visible": False},
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
-        title={"text": f"link utilisation in {load_name}" if load is not None else "", "x": 0.01},
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        # the legend sits under the drawing so that the title above never covers it
+        legend={"orientation": "h", "y": -0.02, "yanchor": "top", "x": 0.0},
+        title={
+            "text": f"link utilisation in {load_name}" if load is not None else "",
+            "x": 0.01,
+            "y": 0.99,
+            "yanchor": "top",
+        },
+        margin={"l": 10, "r": 10, "t": 50 if load is not None else 10, "b": 60},
     )
     return fig
 
@@ -177,7 +184,9 @@ def _load_colours() -> dict[str, str]:
 
 def _load_name(key: str, top: float) -> str:
     i = int(key.split()[1])
-    return f"≤ {(i + 1) / LOAD_BINS * top:.0%} busy" if i else f"< {top / LOAD_BINS:.0%} busy"
+    fmt = percent_format(top)
+    edge = (i + 1) / LOAD_BINS * top if i else top / LOAD_BINS
+    return f"{'≤' if i else '<'} {edge:{fmt}} busy"
 
 
 def _node_text(system: System, node: str) -> str:

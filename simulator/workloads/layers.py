@@ -47,6 +47,14 @@ VECTOR_FLOP: dict[str, tuple[int, int, int]] = {
     "add": (1, 0, 0),
     "norm": (7, 9, 2),
     "softmax": (5, 4, 0),
+    # silu x * sigmoid(x): exp, add, divide, multiply (~4) and about as many for its derivative
+    "silu": (4, 4, 0),
+    # rms norm: square, mean, scale, weight (4); input gradient ~6; weight gradient 1
+    "rmsnorm": (4, 6, 1),
+    # the gate product of a gated linear unit: 1 multiply forward, 2 for the two input gradients
+    "gate": (1, 2, 0),
+    # rotary position embedding of Q and K: 2 multiplies and an add per element, the same back
+    "rotary": (3, 3, 0),
 }
 
 
@@ -236,6 +244,11 @@ def layernorm(s: spec.LayerNormSpec, shape: tuple[int, ...]) -> Cost:
     return _norm(shape[-1], shape, s.affine)
 
 
+def rmsnorm(s: spec.RmsNormSpec, shape: tuple[int, ...]) -> Cost:
+    """Root-mean-square statistics over the last axis; a scale (no shift) per feature."""
+    return elementwise("rmsnorm", shape, params=shape[-1] if s.affine else 0)
+
+
 def activation(kind: str) -> Callable[[Any, tuple[int, ...]], Cost]:
     """Builder of a parameterless element-wise activation."""
     return lambda _s, shape: elementwise(kind, shape)
@@ -274,50 +287,67 @@ def _hidden(shape: tuple[int, ...], hidden: int, what: str) -> int:
 
 
 def attention(s: spec.AttentionSpec, shape: tuple[int, ...]) -> Cost:
-    """QKV projection, per-head scores Q Kᵀ, softmax, context P V, output projection."""
+    """QKV projection, per-head scores Q Kᵀ, softmax, context P V, output projection.
+
+    With ``kv_heads`` < ``heads`` (grouped-query attention) K and V are narrower; each query
+    head still scores against its group's K, so the score and context products keep ``heads``
+    heads. ``rotary`` costs the rotation of Q and K element-wise.
+    """
     seq = _hidden(shape, s.hidden, "attention")
     h = s.hidden
-    if h % s.heads:
+    if s.head_dim is None and h % s.heads:
         raise ShapeError(f"hidden {h} is not divisible by {s.heads} heads", "heads")
-    d = h // s.heads
-    qkv, proj = MatMul(seq, 3 * h, h), MatMul(seq, h, h)
+    kv = s.kv_heads or s.heads
+    if s.heads % kv:
+        raise ShapeError(f"{s.heads} heads are not divisible by {kv} kv_heads", "kv_heads")
+    d = s.head_dim or h // s.heads
+    q_width, kv_width = s.heads * d, kv * d
+    qkv_width = q_width + 2 * kv_width
+    qkv, proj = MatMul(seq, qkv_width, h), MatMul(seq, h, q_width)
     scores, context = MatMul(seq, seq, d, s.heads), MatMul(seq, d, seq, s.heads)
     probs = s.heads * seq * seq
     sm_f, sm_b, _ = VECTOR_FLOP["softmax"]
-    bias_grads = (3 * h + h) * seq if s.bias else 0
+    rot_f, rot_b, _ = VECTOR_FLOP["rotary"] if s.rotary else (0, 0, 0)
+    rotated = seq * (q_width + kv_width)
+    bias_grads = (qkv_width + h) * seq if s.bias else 0
     core = scores.flops + context.flops
     return Cost(
         output_shape=shape,
-        params=4 * h * h + (4 * h if s.bias else 0),
-        forward_flops=qkv.flops + proj.flops + core + sm_f * probs,
-        backward_input_flops=qkv.flops + proj.flops + 2 * core + sm_b * probs,
+        params=h * qkv_width + q_width * h + ((qkv_width + h) if s.bias else 0),
+        forward_flops=qkv.flops + proj.flops + core + sm_f * probs + rot_f * rotated,
+        backward_input_flops=qkv.flops + proj.flops + 2 * core + sm_b * probs + rot_b * rotated,
         backward_weight_flops=qkv.flops + proj.flops + bias_grads,
-        activation_elems=3 * seq * h + probs + seq * h + seq * h,  # Q K V, P, context, output
+        # Q K V, P, context, output
+        activation_elems=seq * qkv_width + probs + seq * q_width + seq * h,
         unit="matmul",
         matmuls=(qkv, scores, context, proj),
     )
 
 
-def _ffn_cost(seq: int, h: int, inter: int, act: str, bias: bool) -> Cost:
-    up, down = MatMul(seq, inter, h), MatMul(seq, h, inter)
+def _ffn_cost(seq: int, h: int, inter: int, act: str, bias: bool, gated: bool = False) -> Cost:
+    """Up (and gate, fused into one product of twice the width), activation, down."""
+    ups = 2 if gated else 1
+    up, down = MatMul(seq, ups * inter, h), MatMul(seq, h, inter)
     af, ab, _ = VECTOR_FLOP[act]
+    gf, gb, _ = VECTOR_FLOP["gate"] if gated else (0, 0, 0)
     mid = seq * inter
     return Cost(
         output_shape=(seq, h),
-        params=2 * h * inter + ((inter + h) if bias else 0),
-        forward_flops=up.flops + down.flops + af * mid,
-        backward_input_flops=up.flops + down.flops + ab * mid,
-        backward_weight_flops=up.flops + down.flops + ((mid + seq * h) if bias else 0),
-        activation_elems=2 * mid + seq * h,  # pre- and post-activation, output
+        params=(ups + 1) * h * inter + ((ups * inter + h) if bias else 0),
+        forward_flops=up.flops + down.flops + (af + gf) * mid,
+        backward_input_flops=up.flops + down.flops + (ab + gb) * mid,
+        backward_weight_flops=up.flops + down.flops + ((ups * mid + seq * h) if bias else 0),
+        # pre-activation(s), post-activation (the gated product), output
+        activation_elems=(ups + 1) * mid + seq * h,
         unit="matmul",
         matmuls=(up, down),
     )
 
 
 def ffn(s: spec.FfnSpec, shape: tuple[int, ...]) -> Cost:
-    """Two dense layers with an activation between them."""
+    """Two dense layers with an activation between them (three with ``gated``)."""
     seq = _hidden(shape, s.hidden, "ffn")
-    return _ffn_cost(seq, s.hidden, s.intermediate, s.activation, s.bias)
+    return _ffn_cost(seq, s.hidden, s.intermediate, s.activation, s.bias, s.gated)
 
 
 def moe_ffn(s: spec.MoeFfnSpec, shape: tuple[int, ...]) -> Cost:
@@ -330,9 +360,9 @@ def moe_ffn(s: spec.MoeFfnSpec, shape: tuple[int, ...]) -> Cost:
     if s.top_k > s.experts:
         raise ShapeError(f"top_k {s.top_k} exceeds the {s.experts} experts", "top_k")
     router = weight_matmul(MatMul(seq, s.experts, s.hidden), (seq, s.experts), bias=s.router_bias)
-    one = _ffn_cost(seq, s.hidden, s.intermediate, s.activation, s.bias)
+    one = _ffn_cost(seq, s.hidden, s.intermediate, s.activation, s.bias, s.gated)
     k = s.top_k
-    expert_params = _ffn_cost(1, s.hidden, s.intermediate, s.activation, s.bias).params
+    expert_params = _ffn_cost(1, s.hidden, s.intermediate, s.activation, s.bias, s.gated).params
     sm_f, sm_b, _ = VECTOR_FLOP["softmax"]
     gates = seq * s.experts
     return Cost(
@@ -394,6 +424,48 @@ def pooler(s: spec.PoolerSpec, shape: tuple[int, ...]) -> Cost:
         activation_elems=2 * h,
         unit="matmul",
         matmuls=d.matmuls,
+    )
+
+
+def first_token(_s: spec.FirstTokenSpec, shape: tuple[int, ...]) -> Cost:
+    """(S, H) -> (H,): a view of the first token, no work and nothing stored."""
+    _rank(shape, 2, "first_token (sequence, hidden)")
+    return Cost(output_shape=(shape[1],), unit="memory")
+
+
+def image_tokens(s: spec.ImageTokensSpec, shape: tuple[int, ...]) -> Cost:
+    """(C, H, W) patch features -> (H·W [+1], C) tokens: a transpose, the class token, the sum
+    with learned position embeddings (one add per element; the gradient of the tables)."""
+    _rank(shape, 3, "image_tokens (channels, height, width)")
+    c, hh, ww = shape
+    seq = hh * ww + (1 if s.class_token else 0)
+    out = seq * c
+    params = (c if s.class_token else 0) + (out if s.positions else 0)
+    return Cost(
+        output_shape=(seq, c),
+        params=params,
+        forward_flops=out if s.positions else 0,
+        backward_weight_flops=(out if s.positions else 0) + (c if s.class_token else 0),
+        activation_elems=out,
+        unit="memory",
+    )
+
+
+def side_head(s: spec.SideHeadSpec, shape: tuple[int, ...]) -> Cost:
+    """Pooler (optional) and classifier on the first token; the sequence passes through."""
+    _rank(shape, 2, "side_head (sequence, hidden)")
+    h = shape[1]
+    parts = [pooler(spec.PoolerSpec(), shape)] if s.pooler else []
+    parts.append(weight_matmul(MatMul(1, s.classes, h), (s.classes,), bias=True))
+    return Cost(
+        output_shape=shape,
+        params=sum(p.params for p in parts),
+        forward_flops=sum(p.forward_flops for p in parts),
+        backward_input_flops=sum(p.backward_input_flops for p in parts),
+        backward_weight_flops=sum(p.backward_weight_flops for p in parts),
+        activation_elems=sum(p.activation_elems for p in parts),
+        unit="matmul",
+        matmuls=tuple(mm for p in parts for mm in p.matmuls),
     )
 
 
@@ -468,8 +540,10 @@ BUILDERS: dict[str, Callable[[Any, tuple[int, ...]], Cost]] = {
     "conv2d": conv2d,
     "batchnorm": batchnorm,
     "layernorm": layernorm,
+    "rmsnorm": rmsnorm,
     "relu": activation("relu"),
     "gelu": activation("gelu"),
+    "silu": activation("silu"),
     "tanh": activation("tanh"),
     "flatten": flatten,
     "dense": dense,
@@ -480,6 +554,9 @@ BUILDERS: dict[str, Callable[[Any, tuple[int, ...]], Cost]] = {
     "pool": pool,
     "global_pool": global_pool,
     "pooler": pooler,
+    "first_token": first_token,
+    "image_tokens": image_tokens,
+    "side_head": side_head,
     "lm_head": lm_head,
     "pretraining_heads": pretraining_heads,
 }

@@ -1,4 +1,5 @@
-"""The model library: built-in ``models/*.yaml`` by name, or any model file by path."""
+"""The model library: built-in ``models/*.yaml`` by name, any model file by path, or a Hugging
+Face ``config.json`` (:mod:`simulator.workloads.hf`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 from simulator.config import paths
 from simulator.config.yamlio import load_document
+from simulator.errors import InputError
 from simulator.workloads.expr import Number
+from simulator.workloads.hf import hf_document, is_hf_config
 from simulator.workloads.model import Model, build_model
 
 
@@ -29,13 +32,30 @@ def load_model(
     ``relative_to`` (e.g. the scenario naming it) first. Bad input raises InputError with
     file, line and key path.
     """
-    path = paths.resolve(name_or_path, "model", relative_to).resolve()
+    path = model_file(name_or_path, relative_to)
     frozen = tuple(sorted((overrides or {}).items()))
-    return _load(str(path), path.stat().st_mtime_ns, frozen)
+    return _load(str(path), str(path.resolve()), path.stat().st_mtime_ns, frozen)
+
+
+def model_file(name_or_path: str | Path, relative_to: str | Path | None = None) -> Path:
+    """The file of a model: a built-in name, a model file, a Hugging Face ``config.json``, or
+    a folder holding one (a checkpoint folder)."""
+    for base in ([Path(relative_to).parent] if relative_to is not None else []) + [Path()]:
+        folder = base / Path(name_or_path).expanduser()
+        if folder.is_dir():
+            if (folder / "config.json").is_file():
+                return folder / "config.json"
+            raise InputError(f"model folder '{name_or_path}' holds no config.json")
+    return paths.resolve(name_or_path, "model", relative_to)
 
 
 @lru_cache(maxsize=64)
-def _load(path: str, _mtime_ns: int, overrides: tuple[tuple[str, Number], ...]) -> Model:
+def _load(
+    path: str, _resolved: str, _mtime_ns: int, overrides: tuple[tuple[str, Number], ...]
+) -> Model:
     """One expansion per (file, modification time, overrides): a Model is immutable, so a
-    sweep or a baseline run reuses it instead of reading and expanding the file again."""
-    return build_model(load_document(path), overrides=dict(overrides) or None)
+    sweep or a baseline run reuses it instead of reading and expanding the file again.
+    ``path`` is kept as given so that messages and results never show an absolute path the
+    user did not write."""
+    doc = hf_document(path) if is_hf_config(Path(path)) else load_document(path)
+    return build_model(doc, overrides=dict(overrides) or None)

@@ -1,0 +1,5 @@
+"""Built-in model files (*.yaml); installed as simulator.builtin.models.
+
+Data only: setup.py maps this folder into the package so a wheel carries it (see
+simulator/config/paths.py). The module exists because that mapping needs a regular package.
+"""

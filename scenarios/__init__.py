@@ -1,0 +1,6 @@
+"""Built-in example scenarios, sweeps and plans (**/*.yaml); installed as
+simulator.builtin.scenarios.
+
+Data only: setup.py maps this folder into the package so a wheel carries it (see
+simulator/config/paths.py). The module exists because that mapping needs a regular package.
+"""

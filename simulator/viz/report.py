@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from simulator.engine.trace import SPAN_KINDS
 from simulator.viz import timeline
-from simulator.viz.gantt import KIND_TITLES, Gantt, ranges
+from simulator.viz.gantt import KIND_TITLES, KINDS, Gantt, ranges
 from simulator.viz.page import Page
 from simulator.viz.plots import percent_format
 from simulator.viz.timeline import COLOURS
@@ -25,16 +25,8 @@ from simulator.viz.timeline import COLOURS
 FULL_CHIPS = 64
 MAX_LINK_NODES = 96
 TOP_LINKS = 64
-BREAKDOWN_KINDS = (
-    "compute",
-    "exchange",
-    "sync",
-    "collective",
-    "rng",
-    "memory",
-    "host",
-    "idle",
-)
+#: the chip-busy kinds of a timeline (link transfers are not chip time)
+BREAKDOWN_KINDS = tuple(k for k in KINDS if k != "transfer")
 MEMORY_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1"]
 
 

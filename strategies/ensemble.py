@@ -42,7 +42,7 @@ from simulator.strategy import Plan, PlanContext, register
 from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
-from strategies.pipeline import Layout, step_end
+from strategies.pipeline import InputFeed, Layout, step_end
 from strategies.summary import (
     KINDS,
     describe_memory,
@@ -196,8 +196,9 @@ def build_graph(
             last = [add_phase(g, chip, cost.forward, ct, last, f"T mb{mb} t{t}")]
     rings = [tuple(ring_order(ctx.system, [grp[r] for grp in groups])) for r in range(lay.replicas)]
     preds = n * model.layers[-1].output_elems * tp.micro_batch * nbytes
+    feed = InputFeed.of_layout(ctx, lay, model, tp)
     for mb in range(m):
-        done = add_phase(g, chip, cost.forward, ct, last, f"F mb{mb} s0")
+        done = add_phase(g, chip, cost.forward, ct, feed.read(g, mb, last), f"F mb{mb} s0")
         if p.codistillation == "online":
             gathers = [
                 g.add(
@@ -212,7 +213,7 @@ def build_graph(
         if cost.recompute.flops or cost.recompute.compute_s:
             done = add_phase(g, chip, cost.recompute, ct, [done], f"R mb{mb} s0", "recompute")
         last = [add_phase(g, chip, cost.backward, ct, [done], f"B mb{mb} s0")]
-    ends = step_end(ctx, g, tp, lay, [cost], {chip: last[0]})
+    ends = step_end(ctx, g, tp, lay, [cost], {chip: last[0]}, feed.pending())
     step_tasks = set(range(len(g)))
     exchange = n * model.params * nbytes if p.codistillation == "checkpoint" else 0.0
     if exchange:

@@ -55,7 +55,14 @@ from simulator.workloads import layers as L
 from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
 from strategies import placement
-from strategies.pipeline import Layout, PipelineParams, replica_chips, stage_layers, step_end
+from strategies.pipeline import (
+    InputFeed,
+    Layout,
+    PipelineParams,
+    replica_chips,
+    stage_layers,
+    step_end,
+)
 from strategies.summary import (
     _all_chips_memory,
     chip_breakdown,
@@ -302,6 +309,7 @@ def build_graph(
     shared = [gradient_bytes(b.shared_params, tp) for b in costs[1:]]
     last: dict[int, int] = {}
     steps: list[set[int]] = []
+    feed = InputFeed.of_layout(ctx, lay, model, tp)
     for s in range(SIMULATED_STEPS):
         first = len(g)
         arrived: dict[tuple[int, int], int] = {}  # (block, micro-batch) -> activation transfer
@@ -311,6 +319,8 @@ def build_graph(
                 deps = [last[chip]] if chip in last else []
                 if d > 0:
                     deps.append(arrived[(d, mb)])
+                else:
+                    deps = feed.read(g, s * m + mb, deps)
                 tag = f"mb{mb} s{d} step{s}"
                 done = add_phase(g, chip, c.forward, ct, deps, f"F {tag}")
                 if d < k - 1:
@@ -323,7 +333,7 @@ def build_graph(
                     done = add_phase(g, chip, c.recompute, ct, [done], f"R {tag}", "recompute")
                 last[chip] = add_phase(g, chip, c.backward, ct, [done], f"B {tag}")
         _swap_shared(g, chips, cts, costs, shared, last, s)
-        ends = step_end(ctx, g, tp, lay, [c.stage for c in costs], last)
+        ends = step_end(ctx, g, tp, lay, [c.stage for c in costs], last, feed.pending())
         last = {chip: ends[chip] for chip in chips}
         steps.append(set(range(first, len(g))))
     chip_params = {chip: costs[d].stage.params for d, chip in enumerate(chips)}

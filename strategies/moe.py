@@ -49,6 +49,7 @@ from strategies.training import (
     StageCost,
     TrainingParams,
     add_phase,
+    end_step_on_hosts,
     gradient_bytes,
     scenario_model,
     stage_cost,
@@ -444,6 +445,11 @@ class _Graph:
             self.phase(ch, cost, "optimizer", kind="optimizer")
             if state:
                 self.g.add(MemStore(ch, state, label="store optimizer state"), self.last[ch])
+        done = end_step_on_hosts(
+            self.g, self.ctx, range(self.n), [d for ch in range(self.n) for d in self.last[ch]]
+        )
+        if done is not None:
+            self.last = {c: [done] for c in range(self.n)}
 
 
 # ---- planning ----------------------------------------------------------------------------

@@ -31,10 +31,10 @@ from simulator.engine.tasks import (
     Collective,
     CollectiveKind,
     HostLoad,
-    HostSync,
     MemLoad,
     MemStore,
     Sync,
+    Task,
     Transfer,
 )
 from simulator.strategy import Plan, PlanContext, register
@@ -48,6 +48,7 @@ from strategies.training import (
     TrainingParams,
     add_phase,
     boundary_bytes,
+    end_step_on_hosts,
     gradient_bytes,
     scenario_model,
     stage_cost,
@@ -218,7 +219,7 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
     ]
     orders = device_orders(lay.schedule, k, m, lay.chunks)
     scope = lay.all_chips()
-    feed = InputFeed(ctx, lay, model.input_bytes_per_sample * tp.micro_batch, tp.micro_batch)
+    feed = InputFeed.of_layout(ctx, lay, model, tp)
     last_on_chip: dict[int, int] = {}
     fwd_out: dict[tuple[int, int], int] = {}  # (micro-batch, vstage) -> task the next F waits on
     bwd_out: dict[tuple[int, int], int] = {}
@@ -296,56 +297,72 @@ def _send(
 
 
 class InputFeed:
-    """Each micro-batch's input, from the hosts to the first stage's chip of replica 0.
+    """Each micro-batch's input, from the hosts to the chip that reads it (the first stage's
+    chip of the simulated replica, ``feeders[0]``).
 
     The host writes micro-batch k into the Streaming Memory of the chip's machine (a
     :class:`HostLoad` over Host-Link and gateway, limited by the hosts' data pipeline), while the
     chip works on micro-batch k - 1 (one buffer ahead); the chip reads it in an exchange phase
     (a :class:`MemLoad` that holds the chip) before its forward pass. Micro-batch 0 was written
-    during the previous step, and this step writes the next step's first, so a step carries
-    exactly ``M`` host writes. Other replicas' first-stage chips on the same machine do the
-    same (their traffic shares the machine's Host-Link, gateway and DDR); the replicas fed by
-    the same host share its data pipeline. Nothing is fed on a system without hosts.
+    during the previous step, and each step writes the next step's first, so a step carries
+    exactly ``M`` host writes. ``mirrors`` (chips of replicas that are not simulated but share
+    the feeder's machine) do the same, gating nothing, so their traffic shares the machine's
+    Host-Link, gateway and DDR; the ``feeders`` (one per replica) that the same host feeds
+    share its data pipeline. Nothing is fed on a system without hosts. Micro-batches are
+    numbered on across the steps a graph holds.
     """
 
-    def __init__(self, ctx: PlanContext, lay: Layout, nbytes: float, samples: float) -> None:
+    def __init__(
+        self,
+        ctx: PlanContext,
+        feeders: Sequence[int],
+        mirrors: Sequence[int],
+        nbytes: float,
+        samples: float,
+    ) -> None:
         system = ctx.system
-        self.ctx, self.lay, self.nbytes, self.samples = ctx, lay, nbytes, samples
-        chip = lay.chips[0][0]
-        host = system.host_node(chip) if system.hosts is not None else None
+        self.chip, self.mirrors, self.nbytes, self.samples = feeders[0], mirrors, nbytes, samples
+        host = system.host_node(self.chip) if system.hosts is not None else None
         self.on = host is not None and nbytes > 0
         self.ddr = system.streaming_memory is not None
-        self.sharing = sum(1 for row in lay.chips if system.host_node(row[0]) == host)
-        self._reads: dict[int, int] = {}
+        self.sharing = sum(1 for c in feeders if system.host_node(c) == host)
         self._writes: dict[int, int] = {}
 
-    def _write(self, g: TaskGraph, mb: int, deps: list[int]) -> int:
-        def make(chip: int) -> HostLoad:
-            return HostLoad(chip, self.nbytes, self.samples, self.sharing, label=f"input mb{mb}")
+    @classmethod
+    def of_layout(
+        cls, ctx: PlanContext, lay: Layout, model: Model, tp: TrainingParams
+    ) -> InputFeed:
+        """The feed of a replicated layout's first stage."""
+        nbytes = model.input_bytes_per_sample * tp.micro_batch
+        feeders = [row[0] for row in lay.chips]
+        return cls(ctx, feeders, mirror_chips(ctx, lay, 0), nbytes, tp.micro_batch)
 
-        main = g.add(make(self.lay.chips[0][0]), deps)
-        for chip in mirror_chips(self.ctx, self.lay, 0):
+    def _each(self, g: TaskGraph, make: Callable[[int], Task], deps: list[int]) -> int:
+        main = g.add(make(self.chip), deps)
+        for chip in self.mirrors:
             g.add(make(chip), deps)
-        self._writes[mb] = main
         return main
 
     def read(self, g: TaskGraph, mb: int, deps: list[int]) -> list[int]:
         """The chip's read of micro-batch ``mb`` (after ``deps``); returns what F waits on."""
         if not self.on:
             return deps
-        if self.ddr and mb > 0:
+        if self.ddr and mb in self._writes:
             deps = [*deps, self._writes[mb]]
         label = f"read input mb{mb}"
         source: Literal["ddr", "host"] = "ddr" if self.ddr else "host"
 
-        def make(chip: int) -> MemLoad:
+        def read(chip: int) -> MemLoad:
             return MemLoad(chip, self.nbytes, source=source, label=label, hold=True, input=True)
 
-        read = stream(g, self.ctx, self.lay, 0, make, deps)
-        self._reads[mb] = read
+        def write(chip: int) -> HostLoad:
+            n = mb + 1
+            return HostLoad(chip, self.nbytes, self.samples, self.sharing, label=f"input mb{n}")
+
+        done = self._each(g, read, deps)
         if self.ddr:
-            self._write(g, mb + 1, [read])
-        return [read]
+            self._writes[mb + 1] = self._each(g, write, [done])
+        return [done]
 
     def pending(self) -> list[int]:
         """The write of the next step's first micro-batch (the step ends after it)."""
@@ -539,9 +556,8 @@ def step_end(
                 ),
                 deps,
             )
-    if system.hosts is not None:
-        chips = lay.all_chips()
-        done = g.add(HostSync(chips, label="step end"), [*ends.values(), *pending])
+    done = end_step_on_hosts(g, ctx, lay.all_chips(), [*ends.values(), *pending])
+    if done is not None:
         ends = dict.fromkeys(ends, done)
     return ends
 

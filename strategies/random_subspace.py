@@ -34,7 +34,7 @@ from simulator.analytic import steps_estimate
 from simulator.config.base import PositiveInt, StrictModel
 from simulator.engine.collectives import ring_order
 from simulator.engine.collectives import schedule as collective_steps
-from simulator.engine.executor import rng_seconds
+from simulator.engine.executor import host_sync_seconds, rng_seconds
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import ALGORITHMS, Collective, Compute, Rng
 from simulator.engine.trace import Trace
@@ -54,13 +54,14 @@ from strategies.training import (
     TrainingParams,
     add_phase,
     describe_memory,
+    end_step_on_hosts,
     scenario_model,
     stage_cost,
     stage_memory,
     training_params,
 )
 
-KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory")
+KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory", "host")
 
 
 class RandomSubspaceParams(StrictModel):
@@ -310,7 +311,10 @@ def _graph(
         first = tid if first is None else first
     if first is not None:
         deps = [first]
-    _pass(g, 0, ct, p, dt, c.samples_update, c.flops_update, params, deps, "update", "optimizer")
+    done = _pass(
+        g, 0, ct, p, dt, c.samples_update, c.flops_update, params, deps, "update", "optimizer"
+    )
+    end_step_on_hosts(g, ctx, [chip for row in lay.chips for chip in row], [done])
     return g
 
 
@@ -408,7 +412,11 @@ def _overhead(
         full = _projection(ct, tp.dtype, c.flops_update, c.samples_update, params)
         alone = _projection(ct, tp.dtype, one, c.samples_forward, params)
         proj = (full - alone) / ct.clock_hz
-    return {"rng": rng, "projection": proj, "collective": collective_s}
+    host = 0.0
+    if ctx.system.hosts is not None:  # the step ends with a sync over every worker's chips
+        chips = tuple(sorted(chip for row in lay.chips for chip in row))
+        host = host_sync_seconds(ctx.system, chips) - host_sync_seconds(ctx.system, chips[:1])
+    return {"rng": rng, "projection": proj, "collective": collective_s, "host": host}
 
 
 def _limiter(overhead: dict[str, float], step: float) -> str | None:
@@ -419,6 +427,7 @@ def _limiter(overhead: dict[str, float], step: float) -> str | None:
         "rng": "RNG throughput (regenerating the other workers' bases)",
         "projection": "applying the other workers' updates (vector units)",
         "collective": "the coefficient collectives (latency-bound)",
+        "host": "the hosts' step end over every worker's chips",
     }
     worst = max(overhead, key=lambda k: overhead[k])
     return (

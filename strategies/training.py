@@ -17,7 +17,7 @@ from pydantic import Field
 
 from simulator.config.base import PositiveFloat, PositiveInt, StrictModel
 from simulator.engine.graph import TaskGraph
-from simulator.engine.tasks import Compute, Exchange, Sync
+from simulator.engine.tasks import Compute, Exchange, HostSync, Sync
 from simulator.errors import InputError
 from simulator.hardware.model import ChipType
 from simulator.strategy import PlanContext
@@ -228,6 +228,17 @@ def add_phase(
     if not last:
         last = [graph.add(Sync((chip,), count=0, label=label), deps)]
     return last[0]
+
+
+def end_step_on_hosts(
+    g: TaskGraph, ctx: PlanContext, chips: Sequence[int], deps: Sequence[int]
+) -> int | None:
+    """The step's end on the hosts (a :class:`HostSync` over ``chips`` after ``deps``): every
+    training strategy's step ends with it on a system that has hosts. Returns its id (None
+    without hosts)."""
+    if ctx.system.hosts is None:
+        return None
+    return g.add(HostSync(tuple(sorted(set(chips))), label="step end"), sorted(set(deps)))
 
 
 # ---- memory -------------------------------------------------------------------------------

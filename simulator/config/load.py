@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_
 
 from pydantic import BaseModel, ValidationError
 
-from simulator.config import paths
+from simulator.config import files, paths
 from simulator.config.yamlio import (
     Document,
     KeyPath,
@@ -400,15 +400,34 @@ def override_document(doc: Document, overrides: Iterable[str], source: str = "--
     return doc.with_data(data, origins)
 
 
-def check_kind(doc: Document, expected: str, at: KeyPath = ()) -> None:
+def check_kind(doc: Document, expected: str, at: KeyPath = (), *, required: bool = False) -> None:
     """Refuse a file of another kind (``kind: sweep`` where a plan is expected) with one
-    file:line message, before its keys are checked against the wrong schema."""
-    kind = doc.data.get("kind") if isinstance(doc.data, dict) else None
-    if isinstance(kind, str) and kind != expected:
-        file, line = doc.location((*at, "kind"))
+    file:line message, before its keys are checked against the wrong schema.
+
+    The message says what the file is and which command reads it; a file with no ``kind:``
+    that plainly is another kind by its keys (a scenario given where a system is expected) is
+    refused the same way. ``required``: the expected kind must be declared (system, chip and
+    model files), so a file without ``kind:`` and with no key resembling it is refused as not
+    of that kind, without listing its keys — it may be any YAML file of any program.
+    """
+    data = get_path_or_none(doc.data, at)
+    found = files.document_kind(data)
+    if found is not None and found != expected:
+        declared = isinstance(data, dict) and "kind" in data
+        file, line = doc.location((*at, "kind") if declared else at)
         raise InputError(
-            f"this is a '{kind}' file; a {expected} file is expected here",
+            files.wrong_kind(found, expected),
             file=file,
             line=line,
-            key_path="kind",
+            key_path="kind" if declared else None,
+        )
+    if required and isinstance(data, dict) and "kind" not in data:
+        if did_you_mean("kind", [str(k) for k in data]) or "schema_version" in data:
+            return  # a misspelt or forgotten kind: validation names it (with did-you-mean)
+        file, line = doc.location(at)
+        raise InputError(
+            f"not a {expected} file: it has no `kind: {expected}` (nor `schema_version: 1`); "
+            f"{expected} files are read by {files.READ_BY.get(expected, 'ipusim')}",
+            file=file,
+            line=line,
         )

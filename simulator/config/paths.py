@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import simulator
+from simulator.config import files
 from simulator.errors import InputError, did_you_mean
 
 ENV_VAR = "IPUSIM_DATA"
@@ -70,6 +71,9 @@ def resolve(name_or_path: str | Path, kind: str, relative_to: str | Path | None 
         if candidate.is_file():
             return candidate
     if _looks_like_path(text):
+        for candidate in candidates:
+            if candidate.exists():  # a folder, a FIFO, a device: say so, without opening it
+                files.check_input(candidate)
         looked = ", ".join(str(c) for c in candidates)
         raise InputError(f"{kind} file '{text}' not found (looked for {looked})")
     builtin = _folder(kind) / f"{text}.yaml"

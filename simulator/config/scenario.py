@@ -23,7 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from simulator.config import paths
 from simulator.config.base import NonNegativeInt, SchemaVersion, StrictModel
 from simulator.config.jsonschema import register_file_kind
-from simulator.config.load import override_document, parse_key_path, render_path, set_path, validate
+from simulator.config.load import (
+    check_kind,
+    override_document,
+    parse_key_path,
+    render_path,
+    set_path,
+    validate,
+)
 from simulator.config.yamlio import Document, KeyPath, load_document
 from simulator.errors import InputError, did_you_mean
 
@@ -139,6 +146,7 @@ def load_scenario(path: str | Path, overrides: tuple[str, ...] | list[str] = ())
     """
     file = paths.resolve(path, "scenario")
     doc = load_document(file)
+    check_kind(doc, "scenario")  # a sweep or plan file given to `ipusim run`
     if overrides:
         doc = override_document(doc, overrides)
     return _from_document(doc, file)

@@ -17,8 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from simulator.config import limits
 from simulator.config import workload as spec
-from simulator.config.load import render_path, validate
+from simulator.config.load import check_kind, render_path, validate
 from simulator.config.yamlio import Document
 from simulator.errors import InputError, did_you_mean, one_of
 from simulator.workloads import layers as L
@@ -104,6 +105,7 @@ class _Walker:
     out: list[L.Layer] = field(default_factory=list)
     names: dict[str, int] = field(default_factory=dict)
     via: str = ""
+    active: list[str] = field(default_factory=list)  # blocks being expanded, outermost first
 
     def error(self, message: str, path: KeyPath) -> InputError:
         file, line = self.doc.location(self.at + path)
@@ -165,6 +167,12 @@ class _Walker:
         group: str,
     ) -> tuple[int, ...]:
         args: Any
+        if len(self.out) >= limits.MAX_LAYERS:
+            raise self.error(
+                f"the model expands to more than {limits.MAX_LAYERS:,} layers, over the limit "
+                f"({limits.LIMITS_DOC})",
+                path,
+            )
         if isinstance(entry, str):
             kind, args = entry, {}
         elif isinstance(entry, dict) and len(entry) == 1:
@@ -228,14 +236,59 @@ class _Walker:
 
     def repeat(self, args, here, shape, env, prefix) -> tuple[int, ...]:
         s = self.validate(spec.RepeatSpec, args, here, env)
+        per_copy = self.least_layers(s.body, {**env, "i": 0}, set(self.active))
+        if len(self.out) + s.times * per_copy > limits.MAX_LAYERS:
+            raise self.error(
+                f"{s.times:,} copies of at least {per_copy:,} layer(s) would expand the model "
+                f"past {limits.MAX_LAYERS:,} layers, the limit ({limits.LIMITS_DOC})",
+                (*here, "times"),
+            )
         base = self.unique(prefix + (s.name or "repeat"))
         for i in range(s.times):
             copy = f"{base}.{i}"
             shape = self.walk(s.body, (*here, "body"), shape, {**env, "i": i}, copy + ".", copy)
         return shape
 
+    def least_layers(self, entries: Any, env: Mapping[str, Number], seen: set[str]) -> int:
+        """A lower bound of the layers ``entries`` expand to, counted without expanding them
+        (so a repeat that would pass the limit is refused before its first copy)."""
+        if not isinstance(entries, list):
+            return 1
+        total = 0
+        for entry in entries:
+            kind: Any
+            args: Any
+            kind, args = (entry, {}) if isinstance(entry, str) else (None, None)
+            if isinstance(entry, dict) and len(entry) == 1:
+                kind, args = next(iter(entry.items()))
+            args = args if isinstance(args, dict) else {}
+            if kind == "residual":
+                parts = [args.get(k) for k in ("body", "shortcut", "post")]
+                total += 1 + sum(self.least_layers(p, env, seen) for p in parts if p)
+            elif kind == "repeat":
+                try:
+                    times = substitute(args.get("times", 1), env)
+                except ExprError:
+                    times = 1
+                times = times if isinstance(times, int) and times > 0 else 1
+                total += times * self.least_layers(args.get("body"), env, seen)
+            elif isinstance(kind, str) and kind in self.blocks and kind not in seen:
+                total += self.least_layers(self.blocks[kind].layers, {}, seen | {kind})
+            else:
+                total += 1
+            if total > limits.MAX_LAYERS:
+                break  # enough to know
+        return max(total, 1)
+
     def block(self, kind, args, here, shape, env, prefix) -> tuple[int, ...]:
         block = self.blocks[kind]
+        if kind in self.active:
+            cycle = " -> ".join([*self.active[self.active.index(kind) :], kind])
+            raise self.error(
+                f"block '{kind}' contains itself ({cycle}); a block may use other blocks, "
+                "but not itself, directly or through others",
+                here,
+            )
         if args is None:
             args = {}
         if not isinstance(args, dict):
@@ -257,11 +310,13 @@ class _Walker:
         group = self.unique(prefix + kind)
         file, line = self.doc.location(self.at + here)
         saved, self.via = self.via, f" (in block '{kind}' used at {file}:{line})"
+        self.active.append(kind)
         try:
             return self.walk(
                 block.layers, ("blocks", kind, "layers"), shape, local, group + ".", group
             )
         finally:
+            self.active.pop()
             self.via = saved
 
 
@@ -300,6 +355,8 @@ def build_model(
     ``at`` is ``()`` for a model file and e.g. ``("model",)`` for a model written inline in a
     scenario; errors then name the scenario's file and lines.
     """
+    if not at:
+        check_kind(doc, "model", required=True)
     header = validate(doc, spec.ModelFile, at=at)
     walker = _Walker(doc=doc, at=at, blocks=header.blocks)
     for name in header.blocks:

@@ -12,7 +12,7 @@ from simulator.errors import InputError
 from simulator.sweep.points import Expansion, Point, canonical, check_keys, expand
 from simulator.sweep.runners import dask_target, default_jobs, run_dask, run_local
 from simulator.sweep.spec import Sweep
-from simulator.sweep.store import Store, check_store
+from simulator.sweep.store import Store, check_target
 from simulator.sweep.worker import PointRecord, PointTask
 
 
@@ -107,9 +107,8 @@ def run_sweep(
     :class:`InputError` before anything is written.
     """
     store_path = Path(store_path)
+    check_target(store_path)  # before the points are made: a bad --out costs nothing
     expansion = expansion or prepare(sweep)
-    if store_path.exists():
-        check_store(store_path)
     jobs = jobs or default_jobs()
     with dask_target(dask, jobs) as target, Store.open(store_path) as store:
         runner = f"Dask at {target.address}" if target else f"{jobs} local process(es)"

@@ -135,9 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"ipusim: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C; a sweep's SIGTERM too (exit code 143)
         print("ipusim: interrupted", file=sys.stderr)
-        return 130
+        return int(getattr(exc, "exit_code", 130))
     except Exception as exc:
         print(f"ipusim: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         if os.environ.get("IPUSIM_DEBUG"):

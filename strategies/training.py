@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from simulator.config.base import PositiveFloat, PositiveInt, StrictModel
+from simulator.config.limits import MAX_GRAD_ACCUM
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import Compute, Exchange, Sync
 from simulator.errors import InputError
@@ -34,6 +35,7 @@ class TrainingParams(StrictModel):
     micro_batch: PositiveInt = Field(description="Samples (or packs) per micro-batch per replica.")
     grad_accum: PositiveInt = Field(
         default=1,
+        le=MAX_GRAD_ACCUM,  # each micro-batch is its own tasks: bounded (docs/config.md, Limits)
         description="Micro-batches accumulated per step (pipelines: micro-batches in flight "
         "per step, M).",
     )

@@ -26,7 +26,7 @@ from simulator.workloads.cost import OpCost, chip_memory, op_cost, optimizer_cos
 from simulator.workloads.layers import DTYPE_BYTES, Layer
 from simulator.workloads.library import load_model
 from simulator.workloads.memory import MemoryConfig, MemoryPlan, plan_memory
-from simulator.workloads.model import Model, build_model
+from simulator.workloads.model import Model, build_model, override_origins
 
 
 class TrainingParams(StrictModel):
@@ -109,7 +109,10 @@ def scenario_model(ctx: PlanContext) -> Model:
         params = spec.get("params") or {}
         if not isinstance(params, dict):
             raise ctx.error(("model", "params"), f"params must be a mapping (got {params!r})")
-        return load_model(str(spec["name"]), overrides=params, relative_to=loaded.path)
+        where = override_origins(loaded.document, ("model", "params"), params)
+        return load_model(
+            str(spec["name"]), overrides=params, relative_to=loaded.path, origins=where
+        )
     except InputError as exc:
         if exc.location.file is not None:
             raise

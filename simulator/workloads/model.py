@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from simulator.config import limits
 from simulator.config import workload as spec
 from simulator.config.load import check_kind, render_path, validate
-from simulator.config.yamlio import Document
+from simulator.config.yamlio import Document, render_value
 from simulator.errors import InputError, did_you_mean, one_of
 from simulator.workloads import layers as L
 from simulator.workloads.expr import ExprError, Number, substitute
@@ -320,19 +320,38 @@ class _Walker:
             self.via = saved
 
 
+#: Where each overridden parameter was written: name -> (file, line, key path), so an error
+#: about an override names the scenario line or ``--set`` that made it, not the model file.
+Origins = Mapping[str, tuple[str, int | None, str]]
+
+
+def override_origins(doc: Document, at: KeyPath, params: Mapping[str, Any]) -> dict[str, Any]:
+    """:data:`Origins` of the overrides ``params`` found at key path ``at`` of ``doc`` (a
+    scenario's ``model.params``; ``--set`` when that is where they came from)."""
+    return {str(k): (*doc.location((*at, k)), render_path((*at, k))) for k in params}
+
+
 def resolve_params(
     declared: Mapping[str, Any],
     overrides: Mapping[str, Number] | None,
     error: Callable[[str, KeyPath], InputError],
+    origins: Origins | None = None,
 ) -> dict[str, Number]:
     """Parameters in declaration order: override or default, ``${...}`` over earlier ones."""
     overrides = dict(overrides or {})
+
+    def fail(message: str, key: str) -> InputError:
+        if origins and key in overrides and key in origins:
+            file, line, key_path = origins[key]
+            return InputError(message, file=file, line=line, key_path=key_path)
+        return error(message, ("params", key))
+
     for key in overrides:
         if key not in declared:
-            raise error(
+            raise fail(
                 f"model has no parameter '{key}'{did_you_mean(key, declared)}; "
                 + (one_of(declared) if declared else "it declares none"),
-                ("params", key),
+                key,
             )
     env: dict[str, Number] = {}
     for key, default in declared.items():
@@ -340,21 +359,48 @@ def resolve_params(
         try:
             value = substitute(raw, env)
         except ExprError as exc:
-            raise error(str(exc), ("params", key)) from None
+            raise fail(str(exc), key) from None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise error(f"parameter must be a number, got {value!r}", ("params", key))
+            raise fail(f"parameter must be a number, got {render_value(value)}", key)
         env[key] = value
     return env
 
 
 def build_model(
-    doc: Document, *, at: KeyPath = (), overrides: Mapping[str, Number] | None = None
+    doc: Document,
+    *,
+    at: KeyPath = (),
+    overrides: Mapping[str, Number] | None = None,
+    origins: Origins | None = None,
 ) -> Model:
     """The :class:`Model` at key path ``at`` of ``doc``; ``overrides`` replace its ``params``.
 
     ``at`` is ``()`` for a model file and e.g. ``("model",)`` for a model written inline in a
-    scenario; errors then name the scenario's file and lines.
+    scenario; errors then name the scenario's file and lines. ``origins`` says where the
+    overrides were written: an error about one names that place, and an error the model file
+    reports while overrides are in force says which (``... (with depth=10 from --set)``).
     """
+    try:
+        return _build(doc, at, overrides, origins)
+    except InputError as exc:
+        if not overrides or exc.location.file in {o[0] for o in (origins or {}).values()}:
+            raise
+        shown = ", ".join(
+            f"{k}={render_value(v)}"
+            + (f" from {origins[k][0]}" if origins and k in origins else "")
+            for k, v in overrides.items()
+        )
+        raise InputError(
+            f"{exc.detail} (with the parameter override(s) {shown})",
+            file=exc.location.file,
+            line=exc.location.line,
+            key_path=exc.location.key_path,
+        ) from None
+
+
+def _build(
+    doc: Document, at: KeyPath, overrides: Mapping[str, Number] | None, origins: Origins | None
+) -> Model:
     if not at:
         check_kind(doc, "model", required=True)
     header = validate(doc, spec.ModelFile, at=at)
@@ -364,7 +410,7 @@ def build_model(
             raise walker.error(
                 f"block name '{name}' is a built-in layer type; rename it", ("blocks", name)
             )
-    env = resolve_params(header.params, overrides, walker.error)
+    env = resolve_params(header.params, overrides, walker.error, origins)
     walker.model_env = env
     shape: list[int] = []
     for i, dim in enumerate(header.input):

@@ -55,6 +55,7 @@ _FLOAT = re.compile(
     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
 )
+_MAX_INT_CHARS = limits.MAX_INT_BITS // 3  # decimal digits of MAX_INT_BITS bits, about
 _CORE_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
@@ -67,6 +68,8 @@ def core_tag(text: str) -> str:
 
 
 def _to_int(text: str) -> int:
+    if len(text) > _MAX_INT_CHARS:
+        raise ValueError(f"an integer of {len(text):,} characters is too long")
     if text.startswith("0x"):
         return int(text[2:], 16)
     if text.startswith("0o"):
@@ -122,6 +125,10 @@ class _Loader(yaml.SafeLoader):
         if kind is ScalarNode and implicit[0]:
             return core_tag(value)
         return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def show_tag(tag: str) -> str:
@@ -298,17 +305,25 @@ class _Builder:
             return None
         if tag == "bool" and _BOOL.fullmatch(text):
             return text.lower() == "true"
-        if tag == "int" and _INT.fullmatch(text):
-            return _to_int(text)
-        if tag == "float" and (_FLOAT.fullmatch(text) or _INT.fullmatch(text)):
-            return float(_to_int(text)) if _INT.fullmatch(text) else _to_float(text)
-        raise self.error(f"'{text}' is not a valid !!{tag} value", node)
+        try:
+            if tag == "int" and _INT.fullmatch(text):
+                return _to_int(text)
+            if tag == "float" and (_FLOAT.fullmatch(text) or _INT.fullmatch(text)):
+                return float(_to_int(text)) if _INT.fullmatch(text) else _to_float(text)
+        except (ValueError, OverflowError) as exc:  # a 5,000-digit integer; 10**400 as a float
+            raise self.error(f"{exc} (at most {_MAX_INT_CHARS:,} digits)", node) from None
+        raise self.error(f"'{_clip(text)}' is not a valid !!{tag} value", node)
 
 
 def _compose(text: str, file: str) -> Node | None:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader checks the characters here already
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, file) from None
     try:
         return loader.get_single_node()  # type: ignore[no-any-return]
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, file) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "syntax error"
@@ -332,6 +347,17 @@ def _compose(text: str, file: str) -> Node | None:
         raise InputError(f"invalid YAML: nesting too deep (limit {MAX_DEPTH})", file=file) from None
     finally:
         loader.dispose()
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> InputError:
+    """A character YAML does not allow (a control character, a lone surrogate), with its line."""
+    line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    return InputError(
+        f"invalid YAML: the character U+{code:04X} is not allowed in YAML text",
+        file=file,
+        line=line,
+    )
 
 
 def parse_document(text: str, file_label: str) -> Document:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -80,7 +81,9 @@ def parse(text: str) -> ast.Expression:
     """The syntax tree of ``text``; raises :class:`ExprError` for syntax or forbidden forms."""
     try:
         limits.check_expression_text(text)
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():  # "invalid decimal literal" is ours to report
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, mode="eval")
         limits.check_expression_depth(tree)
     except SyntaxError as exc:
         raise ExprError(f"invalid expression {_short(text)}: {exc.msg}") from None

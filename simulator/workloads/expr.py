@@ -15,6 +15,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -48,7 +49,10 @@ def _div(a: Number, b: Number) -> Number:
         if a % b:
             raise ExprError(f"{a} / {b} is not a whole number (use // to round down)")
         return a // b
-    return a / b
+    try:
+        return a / b
+    except OverflowError as exc:  # a huge integer over a float
+        raise ExprError(f"{exc} (in a division)") from None
 
 
 def _eval(node: ast.AST, env: Mapping[str, Number]) -> Number:
@@ -93,7 +97,9 @@ def evaluate(text: str, env: Mapping[str, Number]) -> Number:
     shown = text if len(text) <= 60 else text[:57] + "..."
     try:
         limits.check_expression_text(text)
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # "invalid decimal literal" is ours to report
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text.strip(), mode="eval")
         limits.check_expression_depth(tree)
     except SyntaxError as exc:
         raise ExprError(f"cannot parse '${{{shown}}}': {exc.msg}") from None
@@ -101,7 +107,10 @@ def evaluate(text: str, env: Mapping[str, Number]) -> Number:
         raise ExprError(str(exc)) from None
     except (ValueError, RecursionError, MemoryError) as exc:  # a NUL byte; a parser overflow
         raise ExprError(f"cannot parse '${{{shown}}}': {exc}") from None
-    return _eval(tree, env)
+    value = _eval(tree, env)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExprError(f"'${{{shown}}}' is {value}, not a finite number")
+    return value
 
 
 def substitute(value: Any, env: Mapping[str, Number]) -> Any:

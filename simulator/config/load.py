@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import types
 from collections.abc import Iterable, Sequence
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
@@ -266,6 +267,17 @@ def translate(
         if key[0] in deeper and key[1] == "value" and all(e["type"] in outright for e in errors):
             del groups[key]
 
+    # A misspelt required key is one mistake, not two: report it where it is written, with
+    # its did-you-mean, rather than as the missing key at the line of its mapping.
+    misspelt: dict[tuple[KeyPath, str], str] = {}
+    for path, group, detail in list(groups):
+        if group == "missing":
+            typos = [d for p, g, d in groups if g == "unknown" and p[:-1] == path]
+            matches = get_close_matches(detail, typos, n=1, cutoff=0.6)
+            if matches:
+                misspelt[(path, matches[0])] = detail
+                del groups[(path, group, detail)]
+
     issues: list[tuple[tuple[bool, int, int], InputError]] = []
     for (path, group, detail), errors in groups.items():
         where = path
@@ -273,7 +285,9 @@ def translate(
             where = path[:-1]
             valid = _valid_keys(model, where, data)
             listed = f"; valid keys: {', '.join(valid)}" if valid else ""
-            message = f"unknown key '{detail}'{did_you_mean(detail, valid)}{listed}"
+            required = misspelt.get((where, detail))
+            close = f" (did you mean '{required}'?)" if required else did_you_mean(detail, valid)
+            message = f"unknown key '{detail}'{close}{listed}"
         elif group == "missing":
             message = f"missing required key '{detail}'"
         elif group == "tag":
@@ -395,8 +409,14 @@ def override_document(doc: Document, overrides: Iterable[str], source: str = "--
     data, origins = doc.data, {}
     for text in overrides:
         path, value = parse_override(text, source)
+        # the whole sub-tree the override creates is its own: `strategy.chips[5]=1` on a
+        # strategy without `chips` makes `chips`, whose errors are then blamed on --set too
+        created = next(
+            (path[:i] for i in range(1, len(path)) if get_path_or_none(data, path[:i]) is None),
+            path,
+        )
         data = set_path(data, path, value, source)
-        origins[path] = (source, None)
+        origins[created] = (source, None)
     return doc.with_data(data, origins)
 
 

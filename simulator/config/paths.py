@@ -73,7 +73,10 @@ def resolve(name_or_path: str | Path, kind: str, relative_to: str | Path | None 
     if _looks_like_path(text):
         for candidate in candidates:
             if candidate.exists():  # a folder, a FIFO, a device: say so, without opening it
-                files.check_input(candidate)
+                try:
+                    files.check_input(candidate)
+                except InputError as exc:  # no file named: the caller adds where it was named
+                    raise InputError(f"{kind} file '{text}' {exc.detail}") from None
         looked = ", ".join(str(c) for c in candidates)
         raise InputError(f"{kind} file '{text}' not found (looked for {looked})")
     builtin = _folder(kind) / f"{text}.yaml"

@@ -106,6 +106,7 @@ class _Walker:
     names: dict[str, int] = field(default_factory=dict)
     via: str = ""
     active: list[str] = field(default_factory=list)  # blocks being expanded, outermost first
+    least: dict[str, int] = field(default_factory=dict)  # block -> least_layers of its body
 
     def error(self, message: str, path: KeyPath) -> InputError:
         file, line = self.doc.location(self.at + path)
@@ -273,12 +274,19 @@ class _Walker:
                 times = times if isinstance(times, int) and times > 0 else 1
                 total += times * self.least_layers(args.get("body"), env, seen)
             elif isinstance(kind, str) and kind in self.blocks and kind not in seen:
-                total += self.least_layers(self.blocks[kind].layers, {}, seen | {kind})
+                total += self.block_layers(kind, seen)
             else:
                 total += 1
             if total > limits.MAX_LAYERS:
                 break  # enough to know
         return max(total, 1)
+
+    def block_layers(self, kind: str, seen: set[str]) -> int:
+        """:meth:`least_layers` of block ``kind``'s body, once per block (blocks using blocks
+        four times over, twenty deep, would otherwise be counted 4**20 times)."""
+        if kind not in self.least:
+            self.least[kind] = self.least_layers(self.blocks[kind].layers, {}, seen | {kind})
+        return self.least[kind]
 
     def block(self, kind, args, here, shape, env, prefix) -> tuple[int, ...]:
         block = self.blocks[kind]
@@ -287,6 +295,13 @@ class _Walker:
             raise self.error(
                 f"block '{kind}' contains itself ({cycle}); a block may use other blocks, "
                 "but not itself, directly or through others",
+                here,
+            )
+        least = self.block_layers(kind, set(self.active))
+        if len(self.out) + least > limits.MAX_LAYERS:
+            raise self.error(
+                f"block '{kind}' expands to at least {least:,} layers, past the limit of "
+                f"{limits.MAX_LAYERS:,} ({limits.LIMITS_DOC})",
                 here,
             )
         if args is None:

@@ -34,6 +34,9 @@ MAX_TILES = 16_384
 """Most tiles per chip (a GC200 has 1,472)."""
 MAX_LINK_BUNDLES = 65_536
 """Most IPU-Link bundles (chip pairs joined by links) a system's fabric may generate."""
+MAX_TILE_TRANSFERS = 131_072
+"""Most tile-to-tile transfers one tile-level communication scenario may make (chips ×
+``tiles_per_chip``; an IPU-POD64's 94,208 tiles fit: about a minute and 400 MB)."""
 
 # ---- models --------------------------------------------------------------------------------
 MAX_LAYERS = 100_000

@@ -253,6 +253,8 @@ def test_new_outputs_get_the_umask_mode_and_replaced_ones_keep_theirs(tmp_path: 
     }
     for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
         for name, args in outputs_.items():
+            if mask != 0o022 and args[0] == "run":
+                continue  # the other masks on the quicker commands only
             target = tmp_path / f"{mask:o}-{name}"
             with _umask(mask):
                 assert main([*args, str(target)]) == 0

@@ -109,7 +109,10 @@ def test_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
         _reap(proc, family)
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("sig", "code"),
+    [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)],
+)
 def test_sigterm_and_sigint_stop_cleanly_keeping_finished_points(
     sig: signal.Signals, code: int, tmp_path: Path
 ) -> None:

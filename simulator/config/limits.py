@@ -49,6 +49,11 @@ MAX_REPEAT = MAX_LAYERS
 MAX_GRAD_ACCUM = 16_384
 """Most micro-batches per step (``training.grad_accum``): each is its own set of tasks."""
 
+MAX_ROUTING_CELLS = 2**24
+"""Most values a mixture-of-experts routing array may hold (MoE layers × micro-batches × chips
+× experts; or a chip's tokens per micro-batch × experts or hidden units, when routed tokens are
+scored): 128 MB of 64-bit values."""
+
 # ---- sweeps --------------------------------------------------------------------------------
 MAX_SWEEP_COMBINATIONS = 100_000
 """Most combinations a sweep or plan may have (counted from its axes, before ``where:``)."""

@@ -1,4 +1,5 @@
-"""The hostile-input corpus (tests/hostile/): reading its table and running one case.
+"""The hostile-input corpus (tests/hostile/): reading its table and running one case; and a
+deadline for the tests that could otherwise block (FIFOs, hangs).
 
 Shared by tests/test_hostile_inputs.py (in-process, every case; in subprocesses with their peak
 memory, slow) and benchmarks/bench_hostile.py (wall time and peak memory of every case).
@@ -8,16 +9,41 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 TABLE = HOSTILE / "cases.tsv"
 ROOT = HOSTILE.parents[1]
+
+
+class Hung(BaseException):
+    """Raised by :func:`deadline`: past Exception, so the CLI cannot report it as its own
+    error (a FIFO opened for writing, or a case that hangs, fails instead of stalling)."""
+
+
+@contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Raise :class:`Hung` in the main thread if the block runs longer than ``seconds``."""
+
+    def alarm(signum: int, frame: FrameType | None) -> None:
+        raise Hung(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True)

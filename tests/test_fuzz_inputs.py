@@ -7,7 +7,7 @@ generated three ways: arbitrary text, a soup of the syntax's own tokens (which r
 of the parser than random characters), and well-formed trees (which reach the evaluator).
 
 The default run tries a few hundred examples per test; ``-m slow`` runs the same properties
-on FULL (10,000) examples in each of two slow tests per reader.
+on FULL (20,000) examples in one slow test per reader.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from simulator.sweep import expr as sweep_expr
 from simulator.workloads import expr as model_expr
 
 QUICK = 150
-FULL = 10_000
+FULL = 20_000
 SETTINGS = {"deadline": None, "suppress_health_check": list(HealthCheck), "database": None}
 
 # ---- YAML ------------------------------------------------------------------------------------
@@ -62,15 +62,8 @@ def test_yaml_loader_raises_only_input_errors(text: str) -> None:
 
 @pytest.mark.slow
 @settings(max_examples=FULL, **SETTINGS)  # type: ignore[arg-type]
-@given(st.text(max_size=400))
-def test_yaml_loader_random_text_full(text: str) -> None:
-    _load(text)
-
-
-@pytest.mark.slow
-@settings(max_examples=FULL, **SETTINGS)  # type: ignore[arg-type]
-@given(_yaml_soup())
-def test_yaml_loader_token_soup_full(text: str) -> None:
+@given(st.text(max_size=400) | _yaml_soup())
+def test_yaml_loader_full(text: str) -> None:
     _load(text)
 
 
@@ -142,16 +135,8 @@ def test_expressions_raise_only_expr_errors(text: str) -> None:
 
 @pytest.mark.slow
 @settings(max_examples=FULL, **SETTINGS)  # type: ignore[arg-type]
-@given(_WELL_FORMED)
-def test_expressions_well_formed_full(text: str) -> None:
-    _sweep_eval(text)
-    _model_eval(text)
-
-
-@pytest.mark.slow
-@settings(max_examples=FULL, **SETTINGS)  # type: ignore[arg-type]
-@given(_SOUP)
-def test_expressions_token_soup_full(text: str) -> None:
+@given(_WELL_FORMED | _SOUP)
+def test_expressions_full(text: str) -> None:
     _sweep_eval(text)
     _model_eval(text)
 

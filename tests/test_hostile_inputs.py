@@ -6,38 +6,16 @@ process, in bounded memory (slow). Wall times are measured by benchmarks/bench_h
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
 from simulator.cli import main
-from tests.hostile_cases import HOSTILE, Case, load_cases, run_isolated
+from tests.hostile_cases import HOSTILE, Case, deadline, load_cases, run_isolated
 
 CASES = load_cases()
 HANG_GUARD_S = 60  # not a speed check: a case that hangs fails instead of stalling the run
 PEAK_MB = 500  # issue 15: every case in under 500 MB
-
-
-class _Hung(BaseException):
-    """Raised by the alarm: past Exception, so the CLI cannot report it as its own error."""
-
-
-@contextmanager
-def _guard(seconds: int) -> Iterator[None]:
-    def alarm(signum: int, frame: FrameType | None) -> None:
-        raise _Hung(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def test_the_corpus_is_large_and_every_file_is_a_case() -> None:
@@ -54,7 +32,7 @@ def test_hostile_case(
     monkeypatch.chdir(HOSTILE)
     out = tmp_path / "out"
     out.mkdir()
-    with _guard(HANG_GUARD_S):
+    with deadline(HANG_GUARD_S):
         code = main(case.args(out))
     err = capsys.readouterr().err
     assert not case.problems(code, err), (case.problems(code, err), err)

@@ -7,11 +7,7 @@ is composed, so a large file costs bounded work.
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
@@ -19,32 +15,13 @@ from simulator.cli import main
 from simulator.config import limits
 from simulator.config.yamlio import load_document, parse_document
 from simulator.errors import InputError
-
-TINY = "schema_version: 1\ntopology: m2000\nmodel: mlp\nstrategy: {type: data}\n"
-TINY += "training: {micro_batch: 16}\n"
-
-
-class _Blocked(BaseException):
-    pass
-
-
-@contextmanager
-def _no_blocking(seconds: int = 20) -> Iterator[None]:
-    def alarm(signum: int, frame: FrameType | None) -> None:
-        raise _Blocked(f"blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+from tests.helpers import TINY_DATA_SCENARIO
+from tests.hostile_cases import deadline
 
 
 def _uses(tmp_path: Path, target: str) -> list[list[str]]:
     """Every way a command reads a file, aimed at ``target``."""
-    (tmp_path / "base.yaml").write_text(TINY)
+    (tmp_path / "base.yaml").write_text(TINY_DATA_SCENARIO)
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"schema_version: 1\nbase: {target}\ngrid: {{seed: [1]}}\n")
     out = str(tmp_path / "s.sqlite")
@@ -77,7 +54,7 @@ def test_non_regular_inputs_are_refused_unread(
         target.mkdir()
         words = "a folder, not a file"
     for args in _uses(tmp_path, str(target)):
-        with _no_blocking():
+        with deadline(20):
             code = main(args)
         err = capsys.readouterr().err
         assert code == 2, (args, err)
@@ -135,7 +112,7 @@ def test_another_files_text_is_never_echoed(
     secret.write_text("token SECRET-1 for the database\nand more\n")
     other = tmp_path / "config.yml"
     other.write_text("database:\n  password: SECRET-2\n")
-    (tmp_path / "base.yaml").write_text(TINY)
+    (tmp_path / "base.yaml").write_text(TINY_DATA_SCENARIO)
     for path, words in ((secret, "got a line of text"), (other, "not a system file")):
         assert main(["run", str(tmp_path / "base.yaml"), "--set", f"topology={path}"]) == 2
         err = capsys.readouterr().err

@@ -9,44 +9,22 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import signal
 import socket
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
 from simulator import outputs
 from simulator.cli import main
 from simulator.errors import InputError
+from tests.helpers import TINY_DATA_SCENARIO
+from tests.hostile_cases import deadline
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = str(ROOT / "scenarios" / "microbench" / "all-reduce-64MiB-pod16.yaml")
-TINY = "schema_version: 1\ntopology: m2000\nmodel: mlp\nstrategy: {type: data}\n"
-TINY += "training: {micro_batch: 16}\n"
-
-
-class _Blocked(BaseException):
-    pass
-
-
-@contextmanager
-def _no_blocking(seconds: int = 20) -> Iterator[None]:
-    """A FIFO opened for writing blocks until a reader comes: fail instead of hanging."""
-
-    def alarm(signum: int, frame: FrameType | None) -> None:
-        raise _Blocked(f"blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _commands(target: Path, tmp: Path) -> list[list[str]]:
@@ -101,7 +79,7 @@ def test_special_targets_are_refused_before_work(
     _special(kind, target)
     before = os.lstat(target)
     for args in _commands(target, tmp_path):
-        with _no_blocking():
+        with deadline(20):
             code = main([*args, *(["--force"] if force else [])])
         err = capsys.readouterr().err
         assert code == 2, (args, err)
@@ -122,12 +100,12 @@ def test_a_device_is_never_replaced_even_with_force(device: str) -> None:
 
 
 def test_sweep_store_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "base.yaml").write_text(TINY)
+    (tmp_path / "base.yaml").write_text(TINY_DATA_SCENARIO)
     sweep = tmp_path / "s.yaml"
     sweep.write_text("schema_version: 1\nbase: base.yaml\ngrid: {seed: [1, 2]}\n")
     fifo = tmp_path / "store.sqlite"
     os.mkfifo(fifo)
-    with _no_blocking():
+    with deadline(20):
         assert main(["sweep", str(sweep), "--out", str(fifo), "--no-progress"]) == 2
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
@@ -217,7 +195,7 @@ def test_read_only_folder_for_a_sweep_store_is_refused_before_expansion(
 ) -> None:
     import simulator.sweep.driver as driver
 
-    (tmp_path / "base.yaml").write_text(TINY)
+    (tmp_path / "base.yaml").write_text(TINY_DATA_SCENARIO)
     sweep = tmp_path / "s.yaml"
     sweep.write_text("schema_version: 1\nbase: base.yaml\ngrid: {seed: [1, 2]}\n")
     monkeypatch.setattr(driver, "prepare", lambda *a: pytest.fail("expanded the points"))

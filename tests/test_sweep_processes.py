@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_DATA_SCENARIO
+from tests.helpers import TINY_DATA_SCENARIO, stored_points
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -55,17 +55,6 @@ def _alive(pid: int) -> bool:
     return state[state.rindex(")") + 2] != "Z"  # a zombie has exited
 
 
-def _stored(store: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-        try:
-            return int(con.execute("SELECT count(*) FROM points").fetchone()[0])
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-
-
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
     (tmp_path / "base.yaml").write_text(TINY_DATA_SCENARIO)
     (tmp_path / "sweep.yaml").write_text(SWEEP)
@@ -76,7 +65,7 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     deadline = time.monotonic() + 120
-    while _stored(store) < 3 and proc.poll() is None and time.monotonic() < deadline:
+    while stored_points(store) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the sweep finished before it could be signalled"
     return proc, store
@@ -119,12 +108,12 @@ def test_sigterm_and_sigint_stop_cleanly_keeping_finished_points(
     proc, store = _start(tmp_path)
     family = _descendants(proc.pid)
     try:
-        before = _stored(store)
+        before = stored_points(store)
         os.kill(proc.pid, sig)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == code, err
         assert "sweep stopped" in err and "Traceback" not in err, err
-        after = _stored(store)
+        after = stored_points(store)
         assert before <= after < 40
         assert f"{after} point(s) finished in this run are stored" in err
         time.sleep(1)

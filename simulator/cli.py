@@ -161,9 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"ipusim: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C; a sweep's SIGTERM too (exit code 143)
         print("ipusim: interrupted", file=sys.stderr)
-        return 130
+        return int(getattr(exc, "exit_code", 130))
     except BrokenPipeError:  # the reader went away (`| head`): not an error
         _silence_stdout()
         return EXIT_OK

@@ -20,6 +20,7 @@ from simulator.analytic import (
     transfer_flows,
 )
 from simulator.config.base import NonNegativeInt, PositiveFloat, PositiveInt, StrictModel
+from simulator.config.limits import LIMITS_DOC, MAX_TILE_TRANSFERS
 from simulator.engine.collectives import (
     choose_algorithm,
     minimum_payload,
@@ -151,10 +152,25 @@ class Comm:
             )
         return p.tiles_per_chip
 
+    @staticmethod
+    def _check_transfers(ctx: PlanContext, p: CommParams, chips: list[int], tiles: int) -> None:
+        """Tile-level patterns make a transfer per tile: bounded before they are made."""
+        if p.pattern in CHIP_PATTERNS:
+            return
+        count = tiles if p.pattern in ("p2p", "pairs") else len(chips) * tiles
+        if count > MAX_TILE_TRANSFERS:
+            raise ctx.error(
+                ("strategy", "tiles_per_chip"),
+                f"{p.pattern} over {len(chips):,} chips × {tiles:,} tiles makes {count:,} "
+                f"tile transfers, over the limit of {MAX_TILE_TRANSFERS:,} ({LIMITS_DOC}); "
+                "give fewer chips or tiles_per_chip",
+            )
+
     def plan(self, ctx: PlanContext) -> Plan:
         p: CommParams = ctx.params  # type: ignore[assignment]
         chips = self._chips(ctx, p)
         tiles = self._tiles(ctx, p, chips)
+        self._check_transfers(ctx, p, chips, tiles)
         if p.bytes_per_tile is not None:
             per_tile = p.bytes_per_tile
         else:

@@ -34,6 +34,7 @@ from pydantic import Field
 
 from simulator.config import workload as spec
 from simulator.config.base import NonNegativeFloat, PositiveFloat, PositiveInt, StrictModel
+from simulator.config.limits import LIMITS_DOC, MAX_ROUTING_CELLS
 from simulator.engine.collectives import ring_order
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import ALGORITHMS, Collective, MemLoad, MemStore, Rng, Sync, Transfer
@@ -509,6 +510,38 @@ def _memory(
     )
 
 
+def _check_routing_size(
+    ctx: PlanContext,
+    p: MoeParams,
+    layers: int,
+    micro_batches: int,
+    chips: int,
+    tokens: int,
+    ms: Any,
+) -> None:
+    """The routing arrays — assignments per MoE layer × micro-batch × chip × expert, and each
+    chip's tokens scored against every expert (zipf, reference) — bounded before they are made
+    (docs/config.md, Limits): 10**9 experts or tokens was a MemoryError, exit 1."""
+    cells = layers * micro_batches * chips * ms.experts
+    if cells > MAX_ROUTING_CELLS:
+        key = ("strategy", "experts") if p.experts is not None else ("model",)
+        raise ctx.error(
+            key,
+            f"routing {layers} MoE layer(s) × {micro_batches:,} micro-batch(es) × {chips} chips "
+            f"× {ms.experts:,} experts makes {cells:,} assignment counts, over the limit of "
+            f"{MAX_ROUTING_CELLS:,} ({LIMITS_DOC})",
+        )
+    scores = tokens * max(ms.experts, ms.hidden) if p.routing != "uniform" else 0
+    if scores > MAX_ROUTING_CELLS:
+        raise ctx.error(
+            ("training", "micro_batch"),
+            f"{p.routing} routing scores a chip's {tokens:,} tokens per micro-batch against "
+            f"{max(ms.experts, ms.hidden):,} experts or hidden units: {scores:,} values, over "
+            f"the limit of {MAX_ROUTING_CELLS:,} ({LIMITS_DOC}); use a smaller micro_batch or "
+            "routing: uniform",
+        )
+
+
 class Moe:
     name = "moe"
     params = MoeParams
@@ -547,6 +580,7 @@ class Moe:
             ms,
         )
         tokens = tp.micro_batch * ms.seq
+        _check_routing_size(ctx, p, len(moe_idx), tp.grad_accum, n, tokens, ms)
         cap = capacity(tokens, ms.experts, ms.top_k, p.capacity_factor)
         counts = routing_counts(
             p.routing,

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from simulator.config.base import PositiveFloat, PositiveInt, StrictModel
+from simulator.config.limits import MAX_GRAD_ACCUM
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import Compute, Exchange, HostSync, Sync
 from simulator.errors import InputError
@@ -25,7 +26,7 @@ from simulator.workloads.cost import OpCost, chip_memory, op_cost, optimizer_cos
 from simulator.workloads.layers import DTYPE_BYTES, Layer
 from simulator.workloads.library import load_model
 from simulator.workloads.memory import MemoryConfig, MemoryPlan, plan_memory
-from simulator.workloads.model import Model, build_model
+from simulator.workloads.model import Model, build_model, override_origins
 
 
 class TrainingParams(StrictModel):
@@ -34,6 +35,7 @@ class TrainingParams(StrictModel):
     micro_batch: PositiveInt = Field(description="Samples (or packs) per micro-batch per replica.")
     grad_accum: PositiveInt = Field(
         default=1,
+        le=MAX_GRAD_ACCUM,  # each micro-batch is its own tasks: bounded (docs/config.md, Limits)
         description="Micro-batches accumulated per step (pipelines: micro-batches in flight "
         "per step, M).",
     )
@@ -111,7 +113,10 @@ def scenario_model(ctx: PlanContext) -> Model:
         params = spec.get("params") or {}
         if not isinstance(params, dict):
             raise ctx.error(("model", "params"), f"params must be a mapping (got {params!r})")
-        return load_model(str(spec["name"]), overrides=params, relative_to=loaded.path)
+        where = override_origins(loaded.document, ("model", "params"), params)
+        return load_model(
+            str(spec["name"]), overrides=params, relative_to=loaded.path, origins=where
+        )
     except InputError as exc:
         if exc.location.file is not None:
             raise

@@ -6,7 +6,9 @@ by hand; they are not hardware facts.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from types import MappingProxyType
 
 from simulator.engine.executor import execute
@@ -29,6 +31,19 @@ training:
   micro_batch: 16
   grad_accum: 1
 """
+
+
+def stored_points(store: Path) -> int:
+    """Points finished in the results store at ``store`` (0 while it does not exist yet), read
+    without writing, so a sweep writing it meanwhile is not disturbed."""
+    try:
+        con = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return int(con.execute("SELECT count(*) FROM points").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
 
 
 def inline_gc200_ring(chips: int) -> dict[str, object]:

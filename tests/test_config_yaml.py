@@ -144,11 +144,15 @@ def test_empty_file(text: str) -> None:
     assert "empty" in str(err) and err.location.file == "f.yaml"
 
 
-@pytest.mark.parametrize(("text", "what"), [("- 1\n- 2\n", "a list"), ("42\n", "42")])
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [("- 1\n- 2\n", "a list"), ("42\n", "a number"), ("root:x:0:0:/bin/sh\n", "a line of text")],
+)
 def test_top_level_must_be_a_mapping(text: str, what: str) -> None:
     err = error_of(text)
     assert "top level must be a mapping" in str(err) and what in str(err)
     assert err.location.line == 1
+    assert "root" not in str(err)  # the kind of value, never another file's text
 
 
 def test_duplicate_key_names_both_lines() -> None:
@@ -348,7 +352,7 @@ def test_permission_error_is_input_error(tmp_path: Path, monkeypatch: pytest.Mon
     def deny(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "open", deny)
+    monkeypatch.setattr(os, "open", deny)
     with pytest.raises(InputError, match="permission denied") as info:
         load_document(path)
     assert info.value.location.file == str(path)

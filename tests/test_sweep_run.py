@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from simulator.sweep import load_results, load_sweep, run_sweep
 from simulator.sweep.points import expand
 from simulator.sweep.store import Store
 from simulator.sweep.worker import PointTask, run_point
-from tests.helpers import TINY_DATA_SCENARIO
+from tests.helpers import TINY_DATA_SCENARIO, stored_points
 
 BASE = TINY_DATA_SCENARIO
 # 2 x 3 points: replicas 3 is invalid input on 4 chips (an error point), micro-batch 4e6
@@ -123,17 +122,6 @@ def test_cli_sweep_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     )
 
 
-def _stored(store: Path) -> int:
-    try:
-        con = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            return int(con.execute("SELECT count(*) FROM points").fetchone()[0])
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-
-
 def test_resume_after_sigkill_loses_nothing_finished(tmp_path: Path) -> None:
     # 40 points of a pipeline on a POD16 with many micro-batches: slow enough to kill mid-way.
     body = (
@@ -148,7 +136,7 @@ def test_resume_after_sigkill_loses_nothing_finished(tmp_path: Path) -> None:
                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 90
-        while _stored(store) < 5 and time.monotonic() < deadline and proc.poll() is None:
+        while stored_points(store) < 5 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker processes

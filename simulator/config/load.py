@@ -15,12 +15,13 @@ from __future__ import annotations
 import copy
 import types
 from collections.abc import Iterable, Sequence
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from simulator.config import paths
+from simulator.config import files, paths
 from simulator.config.yamlio import (
     Document,
     KeyPath,
@@ -266,6 +267,17 @@ def translate(
         if key[0] in deeper and key[1] == "value" and all(e["type"] in outright for e in errors):
             del groups[key]
 
+    # A misspelt required key is one mistake, not two: report it where it is written, with
+    # its did-you-mean, rather than as the missing key at the line of its mapping.
+    misspelt: dict[tuple[KeyPath, str], str] = {}
+    for path, group, detail in list(groups):
+        if group == "missing":
+            typos = [d for p, g, d in groups if g == "unknown" and p[:-1] == path]
+            matches = get_close_matches(detail, typos, n=1, cutoff=0.6)
+            if matches:
+                misspelt[(path, matches[0])] = detail
+                del groups[(path, group, detail)]
+
     issues: list[tuple[tuple[bool, int, int], InputError]] = []
     for (path, group, detail), errors in groups.items():
         where = path
@@ -273,7 +285,9 @@ def translate(
             where = path[:-1]
             valid = _valid_keys(model, where, data)
             listed = f"; valid keys: {', '.join(valid)}" if valid else ""
-            message = f"unknown key '{detail}'{did_you_mean(detail, valid)}{listed}"
+            required = misspelt.get((where, detail))
+            close = f" (did you mean '{required}'?)" if required else did_you_mean(detail, valid)
+            message = f"unknown key '{detail}'{close}{listed}"
         elif group == "missing":
             message = f"missing required key '{detail}'"
         elif group == "tag":
@@ -395,20 +409,45 @@ def override_document(doc: Document, overrides: Iterable[str], source: str = "--
     data, origins = doc.data, {}
     for text in overrides:
         path, value = parse_override(text, source)
+        # the whole sub-tree the override creates is its own: `strategy.chips[5]=1` on a
+        # strategy without `chips` makes `chips`, whose errors are then blamed on --set too
+        created = next(
+            (path[:i] for i in range(1, len(path)) if get_path_or_none(data, path[:i]) is None),
+            path,
+        )
         data = set_path(data, path, value, source)
-        origins[path] = (source, None)
+        origins[created] = (source, None)
     return doc.with_data(data, origins)
 
 
-def check_kind(doc: Document, expected: str, at: KeyPath = ()) -> None:
+def check_kind(doc: Document, expected: str, at: KeyPath = (), *, required: bool = False) -> None:
     """Refuse a file of another kind (``kind: sweep`` where a plan is expected) with one
-    file:line message, before its keys are checked against the wrong schema."""
-    kind = doc.data.get("kind") if isinstance(doc.data, dict) else None
-    if isinstance(kind, str) and kind != expected:
-        file, line = doc.location((*at, "kind"))
+    file:line message, before its keys are checked against the wrong schema.
+
+    The message says what the file is and which command reads it; a file with no ``kind:``
+    that plainly is another kind by its keys (a scenario given where a system is expected) is
+    refused the same way. ``required``: the expected kind must be declared (system, chip and
+    model files), so a file without ``kind:`` and with no key resembling it is refused as not
+    of that kind, without listing its keys — it may be any YAML file of any program.
+    """
+    data = get_path_or_none(doc.data, at)
+    found = files.document_kind(data)
+    if found is not None and found != expected:
+        declared = isinstance(data, dict) and "kind" in data
+        file, line = doc.location((*at, "kind") if declared else at)
         raise InputError(
-            f"this is a '{kind}' file; a {expected} file is expected here",
+            files.wrong_kind(found, expected),
             file=file,
             line=line,
-            key_path="kind",
+            key_path="kind" if declared else None,
+        )
+    if required and isinstance(data, dict) and "kind" not in data:
+        if did_you_mean("kind", [str(k) for k in data]) or "schema_version" in data:
+            return  # a misspelt or forgotten kind: validation names it (with did-you-mean)
+        file, line = doc.location(at)
+        raise InputError(
+            f"not a {expected} file: it has no `kind: {expected}` (nor `schema_version: 1`); "
+            f"{expected} files are read by {files.READ_BY.get(expected, 'ipusim')}",
+            file=file,
+            line=line,
         )

@@ -19,6 +19,7 @@ from difflib import get_close_matches
 from importlib import resources
 from pathlib import Path
 
+from simulator.config import files
 from simulator.errors import InputError, did_you_mean
 
 ENV_VAR = "IPUSIM_DATA"
@@ -144,6 +145,13 @@ def resolve(name_or_path: str | Path, kind: str, relative_to: str | Path | None 
         if candidate.is_file():
             return candidate
     path_like = looks_like_path(text)
+    if path_like:
+        for candidate in candidates:
+            if candidate.exists():  # a folder, a FIFO, a device: say so, without opening it
+                try:
+                    files.check_input(candidate)
+                except InputError as exc:  # no file named: the caller adds where it was named
+                    raise InputError(f"{kind} file '{text}' {exc.detail}") from None
     if not path_like or kind == "scenario":
         builtin = _builtin(kind, text)
         if builtin is not None:

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from simulator.config import paths
+from simulator.config import files, paths
 from simulator.config.base import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -33,7 +33,14 @@ from simulator.config.base import (
     StrictModel,
 )
 from simulator.config.jsonschema import register_file_kind
-from simulator.config.load import override_document, parse_key_path, render_path, set_path, validate
+from simulator.config.load import (
+    check_kind,
+    override_document,
+    parse_key_path,
+    render_path,
+    set_path,
+    validate,
+)
 from simulator.config.yamlio import Document, KeyPath, dump_yaml, load_document, parse_document
 from simulator.errors import InputError, did_you_mean
 from simulator.plugins import GROUP, load_strategies
@@ -155,34 +162,21 @@ class LoadedScenario:
 
 
 #: Files of another kind given where a scenario is expected, and the command that reads them.
-READERS: dict[str, str] = {
-    "sweep": "ipusim sweep {file} --out results.db",
-    "plan": "ipusim plan {file}",
-    "model": "ipusim model show {file}",
-    "system": "ipusim topology show {file}",
-    "chip": "ipusim topology show {file}",
-}
-
-
 def _check_not_other_kind(doc: Document) -> None:
     """A sweep, plan, model, system or chip file (or a Hugging Face config) given as a scenario
     is an error that names the command reading it, before its keys meet the wrong schema."""
     data = doc.data if isinstance(doc.data, dict) else {}
     kind = data.get("kind")
-    file = doc.file
-    if isinstance(kind, str) and kind in READERS:
+    if isinstance(kind, str) and kind in files.COMMAND and kind != "scenario":
         where, line = doc.location(("kind",))
         raise InputError(
-            f"this is a {kind} file, not a scenario; `{READERS[kind].format(file=file)}` reads it",
-            file=where,
-            line=line,
-            key_path="kind",
+            files.wrong_kind(kind, "scenario", doc.file), file=where, line=line, key_path="kind"
         )
     if "schema_version" not in data and isinstance(data.get("model_type"), str):
         raise InputError(
             "this is a Hugging Face model config, not a scenario; see it with "
-            f"`ipusim model show {file}`, or name it as `model: {file}` in a scenario",
-            file=file,
+            f"`ipusim model show {doc.file}`, or name it as `model: {doc.file}` in a scenario",
+            file=doc.file,
         )
 
 
@@ -210,6 +204,8 @@ def load_scenario(path: str | Path, overrides: tuple[str, ...] | list[str] = ())
     """
     file = paths.resolve(path, "scenario")
     doc = load_document(file)
+    _check_not_other_kind(doc)  # a sweep, plan, model... file given to `ipusim run`: its command
+    check_kind(doc, "scenario")  # one of another kind by its keys alone
     if overrides:
         doc = override_document(doc, overrides)
     return _from_document(doc, file)

@@ -29,6 +29,10 @@ from simulator.config.base import (
     StrictModel,
 )
 from simulator.config.jsonschema import register_file_kind
+from simulator.config.limits import MAX_CHIPS, MAX_TILES
+
+#: A count of chips or machines: each is generated, so it is bounded (docs/config.md, Limits).
+ChipCount = Annotated[int, Field(gt=0, le=MAX_CHIPS)]
 
 # ---------------------------------------------------------------------------------------------
 # Chip files
@@ -63,7 +67,7 @@ class ChipFile(StrictModel):
     kind: Literal["chip"]
     name: str | None = Field(default=None, description="defaults to the file stem")
     description: str = ""
-    tiles: PositiveInt
+    tiles: Annotated[int, Field(gt=0, le=MAX_TILES)]
     sram_per_tile_bytes: PositiveInt
     clock_hz: PositiveFloat
     threads_per_tile: PositiveInt
@@ -274,9 +278,9 @@ class SystemFile(StrictModel):
     description: str = ""
     hypothetical: bool = Field(default=False, description="not a product; for what-if runs")
     chip: str = Field(description="a chip file name (topologies/chips/) or path")
-    pods: PositiveInt = 1
-    machines_per_pod: PositiveInt
-    chips_per_machine: PositiveInt
+    pods: ChipCount = 1
+    machines_per_pod: ChipCount
+    chips_per_machine: ChipCount
     machine_power_W: PositiveFloat | None = Field(
         default=None, description="per machine incl. gateway; default chips × chip power_W"
     )

@@ -17,12 +17,13 @@ Sizes are hyper-parameters, never totals: parameter counts and FLOPs are derived
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from simulator.config.base import NonNegativeInt, PositiveInt, SchemaVersion, StrictModel
 from simulator.config.jsonschema import register_file_kind
+from simulator.config.limits import MAX_REPEAT
 
 Dtype = Literal["fp16", "fp32"]
 ParamValue = int | float
@@ -200,7 +201,7 @@ class ResidualSpec(StrictModel):
 class RepeatSpec(StrictModel):
     """``times`` copies of ``body`` in sequence; ``${i}`` inside the body is the copy index."""
 
-    times: PositiveInt
+    times: Annotated[int, Field(gt=0, le=MAX_REPEAT)]
     name: str | None = None
     body: list[Any] = Field(min_length=1)
 

@@ -12,8 +12,11 @@ then plain Python values are built from the nodes with these rules:
   reports it as the wrong type.
 * only the core tags (``!!str``, ``!!int``, ``!!float``, ``!!bool``, ``!!null``, ``!!map``,
   ``!!seq``) are allowed; any other tag (``!!python/object``, ``!foo``) is an error.
-* aliases are followed while counting nodes; past :data:`MAX_NODES` expanded nodes (an
-  "alias bomb") or on a recursive alias, loading stops with an error.
+* nodes are counted while the file is composed and again while aliases are followed; past
+  :data:`MAX_NODES` nodes (a huge file, or an "alias bomb") or on a recursive alias, loading
+  stops with an error, before the rest of the file is read.
+* only a regular file of at most :data:`MAX_BYTES` is read (:mod:`simulator.config.files`);
+  an error about a file of the wrong kind says what it is, never what it holds.
 * mapping keys must be strings or integers and appear once; merge keys (``<<``, a YAML 1.1
   feature) are plain strings and the schema rejects them as unknown keys.
 """
@@ -21,6 +24,7 @@ then plain Python values are built from the nodes with these rules:
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,15 +35,16 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from simulator.config import files, limits
 from simulator.errors import InputError
 
 KeyPath = tuple[str | int, ...]
 
-MAX_NODES = 100_000
-"""Most nodes one document may expand to (aliases counted at every use)."""
-MAX_DEPTH = 64
+MAX_NODES = limits.MAX_YAML_NODES
+"""Most nodes one document may hold or expand to (aliases counted at every use)."""
+MAX_DEPTH = limits.MAX_YAML_DEPTH
 """Deepest nesting of mappings and lists accepted."""
-MAX_BYTES = 16 * 1024 * 1024
+MAX_BYTES = limits.MAX_FILE_BYTES
 """Largest file read."""
 
 _TAG = "tag:yaml.org,2002:"
@@ -50,6 +55,7 @@ _FLOAT = re.compile(
     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
 )
+_MAX_INT_CHARS = limits.MAX_INT_BITS // 3  # decimal digits of MAX_INT_BITS bits, about
 _CORE_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
@@ -62,6 +68,8 @@ def core_tag(text: str) -> str:
 
 
 def _to_int(text: str) -> int:
+    if len(text) > _MAX_INT_CHARS:
+        raise ValueError(f"an integer of {len(text):,} characters is too long")
     if text.startswith("0x"):
         return int(text[2:], 16)
     if text.startswith("0o"):
@@ -78,13 +86,49 @@ def _to_float(text: str) -> float:
     return float(text)
 
 
+class _TooBig(Exception):
+    """Raised while composing: the document holds too many nodes or nests too deep."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.mark = mark
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader used for parsing and composing only, with the YAML 1.2 core resolver."""
+    """SafeLoader used for parsing and composing only, with the YAML 1.2 core resolver.
+
+    It counts the nodes it composes and how deep they nest, and stops at the limits while it
+    reads, so a huge file costs no more than :data:`MAX_NODES` nodes of work and memory."""
+
+    _nodes = 0
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self._nodes += 1
+        self._depth += 1
+        try:
+            if self._nodes > MAX_NODES:
+                raise _TooBig(
+                    f"the document holds more than {MAX_NODES:,} values, over the limit "
+                    f"({limits.LIMITS_DOC})",
+                    self.peek_event().start_mark,
+                )
+            if self._depth > MAX_DEPTH + 1:
+                raise _TooBig(
+                    f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
 
     def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is ScalarNode and implicit[0]:
             return core_tag(value)
         return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def show_tag(tag: str) -> str:
@@ -261,17 +305,25 @@ class _Builder:
             return None
         if tag == "bool" and _BOOL.fullmatch(text):
             return text.lower() == "true"
-        if tag == "int" and _INT.fullmatch(text):
-            return _to_int(text)
-        if tag == "float" and (_FLOAT.fullmatch(text) or _INT.fullmatch(text)):
-            return float(_to_int(text)) if _INT.fullmatch(text) else _to_float(text)
-        raise self.error(f"'{text}' is not a valid !!{tag} value", node)
+        try:
+            if tag == "int" and _INT.fullmatch(text):
+                return _to_int(text)
+            if tag == "float" and (_FLOAT.fullmatch(text) or _INT.fullmatch(text)):
+                return float(_to_int(text)) if _INT.fullmatch(text) else _to_float(text)
+        except (ValueError, OverflowError) as exc:  # a 5,000-digit integer; 10**400 as a float
+            raise self.error(f"{exc} (at most {_MAX_INT_CHARS:,} digits)", node) from None
+        raise self.error(f"'{_clip(text)}' is not a valid !!{tag} value", node)
 
 
 def _compose(text: str, file: str) -> Node | None:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader checks the characters here already
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, file) from None
     try:
         return loader.get_single_node()  # type: ignore[no-any-return]
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, file) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "syntax error"
@@ -288,10 +340,24 @@ def _compose(text: str, file: str) -> Node | None:
         ) from None
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {exc}", file=file) from None
+    except _TooBig as exc:
+        line = exc.mark.line + 1 if exc.mark is not None else None
+        raise InputError(str(exc), file=file, line=line) from None
     except RecursionError:
         raise InputError(f"invalid YAML: nesting too deep (limit {MAX_DEPTH})", file=file) from None
     finally:
         loader.dispose()
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> InputError:
+    """A character YAML does not allow (a control character, a lone surrogate), with its line."""
+    line = text[: exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    return InputError(
+        f"invalid YAML: the character U+{code:04X} is not allowed in YAML text",
+        file=file,
+        line=line,
+    )
 
 
 def parse_document(text: str, file_label: str) -> Document:
@@ -302,14 +368,25 @@ def parse_document(text: str, file_label: str) -> Document:
     builder = _Builder(file_label)
     data = builder.build(node, ())
     if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else f"the value {render_value(data)}"
+        # the kind of value only: the file may be another program's, whose text is not ours
+        # to print (a `topology:` mistyped onto /etc/passwd)
         raise InputError(
-            f"top level must be a mapping of keys (key: value lines), got {kind}",
+            f"top level must be a mapping of keys (key: value lines), got {_kind_of(data)}",
             file=file_label,
             line=node.start_mark.line + 1,
         )
     builder.lines.setdefault((), node.start_mark.line + 1)
     return Document(data, file_label, MappingProxyType(builder.lines))
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a line of text" if "\n" not in value.strip() else "lines of text"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number" if isinstance(value, int | float) else "null"
 
 
 def parse_value(text: str, label: str) -> Any:
@@ -319,22 +396,29 @@ def parse_value(text: str, label: str) -> Any:
 
 
 def read_text(path: str | Path) -> str:
-    """A file's text as UTF-8, with every failure as an :class:`InputError` naming the file."""
+    """A file's text as UTF-8, with every failure as an :class:`InputError` naming the file.
+
+    Only a regular file within the size limit is opened (:func:`files.check_input`); it is
+    opened without blocking and checked again after opening, so a FIFO put in its place
+    meanwhile is refused rather than waited on."""
     file = str(path)
-    p = Path(path)
+    files.check_input(path)
     try:
-        if p.is_dir():
-            raise InputError("is a directory, not a YAML file", file=file)
-        with p.open("rb") as f:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            kind = files.node_kind(os.fstat(f.fileno()).st_mode)
+            if kind is not None:
+                raise InputError(f"is {kind}, not a file", file=file)
             raw = f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError("file not found", file=file) from None
     except PermissionError:
         raise InputError("cannot read the file: permission denied", file=file) from None
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror or exc}", file=file) from None
     if len(raw) > MAX_BYTES:
-        raise InputError(f"file is larger than {MAX_BYTES // 2**20} MiB", file=file)
+        raise InputError(f"the file is over the limit of {MAX_BYTES:,} bytes", file=file)
+    what = files.sniff(raw[:8192])
+    if what is not None:
+        raise InputError(f"this is {what}, not a YAML file", file=file)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from simulator.config import paths
+from simulator.config import limits, paths
 from simulator.config.load import check_kind, render_path, validate
 from simulator.config.topology import (
     PATTERNS,
@@ -111,7 +111,7 @@ def load_chip_type(spec: str | Path, *, relative_to: str | Path | None = None) -
     """Read a chip file (a built-in name such as ``gc200`` or a path) as a :class:`ChipType`."""
     path = paths.resolve(spec, "chip", relative_to)
     doc = load_document(path)
-    check_kind(doc, "chip")
+    check_kind(doc, "chip", required=True)
     return chip_type_from(validate(doc, ChipFile), path.stem)
 
 
@@ -160,7 +160,7 @@ def load_system(
         path = paths.resolve(spec, "system", relative_to)
         doc = load_document(path)
         data, where, default_name, base = doc.data, _Where(doc), path.stem, path
-        check_kind(doc, "system")
+        check_kind(doc, "system", required=True)
     _check_pattern(data, where)
     sf = validate(where.doc, SystemFile, at=where.at, data=data)
     if host:
@@ -232,6 +232,7 @@ def build_system(
     """Generate chips and channels from a validated system file; check what the schema cannot."""
     where = where or _Where(Document({}, INLINE_LABEL))
     _check_shape(sf, where)
+    _check_size(sf, where)  # bounded before anything is generated
     per_pod = sf.chips_per_pod
     n_chips = sf.pods * per_pod
     n_machines = sf.pods * sf.machines_per_pod
@@ -334,6 +335,53 @@ def _check_shape(sf: SystemFile, where: _Where) -> None:
             "fabric",
             "rows",
         )
+
+
+def _check_size(sf: SystemFile, where: _Where) -> None:
+    """Chips and IPU-Link bundles counted from the keys, against the documented limits."""
+    factors = {
+        "pods": sf.pods,
+        "machines_per_pod": sf.machines_per_pod,
+        "chips_per_machine": sf.chips_per_machine,
+    }
+    chips = sf.pods * sf.chips_per_pod
+    if chips > limits.MAX_CHIPS:
+        shown = " × ".join(f"{k} {v:,}" for k, v in factors.items())
+        raise where.error(
+            f"{shown} makes {chips:,} chips, over the limit of {limits.MAX_CHIPS:,} "
+            f"({limits.LIMITS_DOC})",
+            max(factors, key=lambda k: factors[k]),  # the factor most likely mistyped
+        )
+    per_pod = _bundles_per_pod(sf.fabric, sf.chips_per_pod)
+    if sf.pods * per_pod > limits.MAX_LINK_BUNDLES:
+        raise where.error(
+            f"the {sf.fabric.pattern} fabric would join {sf.pods * per_pod:,} pairs of nodes "
+            f"({per_pod:,} per pod × {sf.pods:,} pods), over the limit of "
+            f"{limits.MAX_LINK_BUNDLES:,} ({limits.LIMITS_DOC})",
+            "fabric",
+            "pattern",
+        )
+
+
+def _ring_edges(n: int) -> int:
+    return max(n - 1, 0) + (1 if n >= 3 else 0)
+
+
+def _bundles_per_pod(fabric: Any, n: int) -> int:
+    """How many bundles :func:`~simulator.hardware.patterns.bundles` makes for a pod of ``n``
+    chips (before parallel edges merge, so never fewer), computed without making them."""
+    if isinstance(fabric, LadderPattern):
+        half = n // 2
+        return half + 2 * max(half - 1, 0) + (2 if fabric.wrap and half >= 3 else 0)
+    if isinstance(fabric, Torus2dPattern):
+        return fabric.rows * _ring_edges(fabric.cols) + fabric.cols * _ring_edges(fabric.rows)
+    if isinstance(fabric, ExplicitPattern):
+        return len(fabric.edges)
+    if isinstance(fabric, SwitchPattern):
+        return n
+    if fabric.pattern == "fully_connected":
+        return n * (n - 1) // 2
+    return _ring_edges(n) if fabric.pattern == "ring" else 0
 
 
 def _ipu_links(

@@ -10,9 +10,15 @@ from typing import Any
 
 from simulator.errors import InputError
 from simulator.sweep.points import Expansion, Point, canonical, check_keys, expand
-from simulator.sweep.runners import dask_target, default_jobs, run_dask, run_local
+from simulator.sweep.runners import (
+    dask_target,
+    default_jobs,
+    run_dask,
+    run_local,
+    sigterm_as_interrupt,
+)
 from simulator.sweep.spec import Sweep
-from simulator.sweep.store import Store, check_store
+from simulator.sweep.store import Store, check_target
 from simulator.sweep.worker import PointRecord, PointTask
 
 
@@ -107,9 +113,8 @@ def run_sweep(
     :class:`InputError` before anything is written.
     """
     store_path = Path(store_path)
+    check_target(store_path)  # before the points are made: a bad --out costs nothing
     expansion = expansion or prepare(sweep)
-    if store_path.exists():
-        check_store(store_path)
     jobs = jobs or default_jobs()
     with dask_target(dask, jobs) as target, Store.open(store_path) as store:
         runner = f"Dask at {target.address}" if target else f"{jobs} local process(es)"
@@ -153,10 +158,19 @@ def run_sweep(
             bar.update(summary)
 
         try:
-            if target is not None:
-                run_dask(tasks, target, done, lost)
-            else:
-                run_local(tasks, jobs, done, lost)
+            with sigterm_as_interrupt():
+                if target is not None:
+                    run_dask(tasks, target, done, lost)
+                else:
+                    run_local(tasks, jobs, done, lost)
+        except KeyboardInterrupt:
+            bar.close()
+            print(
+                f"ipusim: sweep stopped; {summary.ran} point(s) finished in this run are "
+                f"stored in {store_path} (run the sweep again to continue)",
+                file=sys.stderr,
+            )
+            raise
         finally:
             bar.close()
     return summary

@@ -7,6 +7,12 @@ key path of the point (``strategy.stages``, ``training.micro_batch``,
 ``strategy.attention_ffn_per_stage[0]``) or one of the point's facts (``chips``: IPUs of
 the point's topology). Nothing else — no attribute of a Python object, no import, no call of
 anything outside the table — is reachable: ``compile`` only parses, the tree is walked here.
+
+Work is bounded (:mod:`simulator.config.limits`): the text's length and the tree's depth are
+checked before evaluating, and every product, power and repetition is sized *before* it is
+computed (an integer's bits, a string's characters, a list's items), so ``10 ** 10 ** 10`` or
+``'x' * 10 ** 9`` is an error at once rather than a hang or a MemoryError. A wrong type
+(``2 ** [1]``) is an :class:`ExprError` like any other, never a Python exception.
 """
 
 from __future__ import annotations
@@ -14,17 +20,27 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from simulator.config import limits
 from simulator.errors import InputError
+
+
+def _round(x: Any, ndigits: Any = None) -> Any:
+    """``round``, with the digits bounded (``round(5, -10**9)`` would compute 10**10**9)."""
+    if isinstance(ndigits, int) and abs(ndigits) > limits.MAX_INT_BITS:
+        raise ValueError(f"round: ndigits {ndigits} is out of range (±{limits.MAX_INT_BITS})")
+    return round(x) if ndigits is None else round(x, ndigits)
+
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "max": max,
     "abs": abs,
     "int": int,
-    "round": round,
+    "round": _round,
     "len": len,
     "ceil": math.ceil,
     "floor": math.floor,
@@ -50,8 +66,8 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
-MAX_POWER = 4096
-"""Largest exponent accepted by ``**`` (keeps a typo from computing a giant integer)."""
+_UNARY = (ast.UAdd, ast.USub, ast.Not)
+_CONSTANTS = (int, float, str, bool, type(None))
 
 
 class ExprError(Exception):
@@ -64,28 +80,52 @@ Lookup = Callable[[tuple[str | int, ...]], Any]
 def parse(text: str) -> ast.Expression:
     """The syntax tree of ``text``; raises :class:`ExprError` for syntax or forbidden forms."""
     try:
-        tree = ast.parse(text, mode="eval")
+        limits.check_expression_text(text)
+        with warnings.catch_warnings():  # "invalid decimal literal" is ours to report
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, mode="eval")
+        limits.check_expression_depth(tree)
     except SyntaxError as exc:
-        raise ExprError(f"invalid expression {text!r}: {exc.msg}") from None
+        raise ExprError(f"invalid expression {_short(text)}: {exc.msg}") from None
+    except limits.TooLarge as exc:
+        raise ExprError(str(exc)) from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # a NUL byte; a parser overflow
+        raise ExprError(f"invalid expression {_short(text)}: {exc}") from None
     for node in ast.walk(tree):
         allowed = (
             ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp,
             ast.Call, ast.Name, ast.Attribute, ast.Subscript, ast.Constant, ast.List,
-            ast.Tuple, ast.Load, ast.operator, ast.unaryop, ast.boolop, ast.cmpop,
+            ast.Tuple, ast.Load, ast.boolop,
         )  # fmt: skip
-        if not isinstance(node, allowed):
-            raise ExprError(f"{type(node).__name__} is not allowed in expression {text!r}")
+        operator_ok = (
+            (isinstance(node, ast.operator) and type(node) in _BINARY)
+            or (isinstance(node, ast.cmpop) and type(node) in _COMPARE)
+            or isinstance(node, _UNARY)
+        )
+        if not (isinstance(node, allowed) or operator_ok):
+            raise ExprError(f"{type(node).__name__} is not allowed in expression {_short(text)}")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, _CONSTANTS):
+            raise ExprError(
+                f"the constant {node.value!r} is not allowed in expression {_short(text)} "
+                "(numbers, strings, True, False and None are)"
+            )
         if isinstance(node, ast.Attribute | ast.Subscript) and key_path_of(node) is None:
             raise ExprError(
-                f"only key paths (a.b, a.list[0]) may use '.' or '[]' in expression {text!r}"
+                f"only key paths (a.b, a.list[0]) may use '.' or '[]' in expression {_short(text)}"
             )
         if isinstance(node, ast.Call) and (
             not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords
         ):
             raise ExprError(
-                f"only these functions may be called in {text!r}: {', '.join(sorted(FUNCTIONS))}"
+                f"only these functions may be called in {_short(text)}: "
+                f"{', '.join(sorted(FUNCTIONS))}"
             )
     return tree
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """The expression quoted for a message, shortened when long."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def key_path_of(node: ast.AST) -> tuple[str | int, ...] | None:
@@ -140,16 +180,22 @@ class _Eval:
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.List | ast.Tuple):
-            return [self.visit(e) for e in node.elts]
+            return self._checked([self.visit(e) for e in node.elts])
         if isinstance(node, ast.UnaryOp):
             value = self.visit(node.operand)
             if isinstance(node.op, ast.Not):
                 return not value
-            return -value if isinstance(node.op, ast.USub) else +value
+            fn = operator.neg if isinstance(node.op, ast.USub) else operator.pos
+            return self._arith(fn, value)
         if isinstance(node, ast.BinOp):
             left, right = self.visit(node.left), self.visit(node.right)
-            if isinstance(node.op, ast.Pow) and abs(right) > MAX_POWER:
-                raise ExprError(f"exponent {right} is too large (at most {MAX_POWER})")
+            try:
+                if isinstance(node.op, ast.Mult | ast.Pow):
+                    limits.check_product(left, right, power=isinstance(node.op, ast.Pow))
+            except limits.TooLarge as exc:
+                raise ExprError(str(exc)) from None
+            if isinstance(node.op, ast.Mod) and isinstance(left, str):
+                raise ExprError("'%' formats text in Python; it is not supported here")
             return self._arith(_BINARY[type(node.op)], left, right)
         if isinstance(node, ast.BoolOp):
             is_and = isinstance(node.op, ast.And)
@@ -176,11 +222,22 @@ class _Eval:
         raise ExprError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
 
     @staticmethod
-    def _arith(fn: Callable[..., Any], *args: Any) -> Any:
+    def _checked(value: Any) -> Any:
         try:
-            return fn(*args)
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+            limits.check_value(value)
+        except limits.TooLarge as exc:
             raise ExprError(str(exc)) from None
+        return value
+
+    @classmethod
+    def _arith(cls, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``; a wrong type or value is an :class:`ExprError`, and so is a result
+        over the size limits (a function such as ``int`` of a long string)."""
+        try:
+            result = fn(*args)
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError, MemoryError) as exc:
+            raise ExprError(str(exc) or type(exc).__name__) from None
+        return cls._checked(result)
 
 
 def mapping_lookup(data: Mapping[str, Any], facts: Mapping[str, Callable[[], Any]]) -> Lookup:

@@ -9,6 +9,10 @@ stored, so the next run retries it.
 
 Local workers are long-lived processes (``forkserver`` where available, with the simulator
 preloaded; else ``spawn``): each imports once and runs many points, keeping its caches warm.
+Each worker watches the sweep's process (:func:`watch_parent`) and exits on its own within a
+second when that process is gone — even after ``kill -9``, which no handler sees; with the
+workers gone, the forkserver and multiprocessing's resource tracker (which live while any
+process holds their pipes) exit too, so a killed sweep leaves no process behind.
 Dask: ``local`` starts a :class:`distributed.LocalCluster` of ``jobs`` single-threaded
 worker processes on loopback; any other value is the address of a running scheduler, whose
 workers must have the same ipusim installed.
@@ -18,6 +22,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -30,7 +39,9 @@ from simulator.sweep.worker import PointRecord, PointTask, run_point
 
 OnDone = Callable[[PointRecord], None]
 OnLost = Callable[[PointTask, str], None]
-PRELOAD = ["strategies", "simulator.sweep.worker", "simulator.run"]
+PRELOAD = ["strategies", "simulator.sweep.worker", "simulator.sweep.runners", "simulator.run"]
+#: Seconds between checks of the parent where pidfd (Linux >= 5.3) is not available.
+PARENT_POLL_S = 0.5
 CONNECT_TIMEOUT_S = 5
 
 
@@ -51,6 +62,66 @@ def _context() -> Any:
     return multiprocessing.get_context("spawn")  # pragma: no cover - not Linux
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so a sweep stops the same clean way:
+    pending points cancelled, workers stopped, every finished point already stored."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; elsewhere a
+    no-op). The previous handler is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def watch_parent(pid: int) -> None:
+    """In a worker: exit (``os._exit``) as soon as process ``pid`` — the sweep — is gone.
+
+    A daemon thread waits on a pidfd of ``pid`` (readable when it exits; no polling, no
+    confusion with a later process that reuses the id), or polls every
+    :data:`PARENT_POLL_S` where pidfds do not exist. The worker's own parent is the
+    forkserver, not the sweep, so ``PR_SET_PDEATHSIG`` would not do."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)  # already gone
+    except (AttributeError, OSError):
+        fd = None
+
+    def wait() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:  # pragma: no cover - kernels without pidfd
+            while _alive(pid):
+                time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=wait, name="ipusim-watch-parent", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:  # pragma: no cover - kernels without pidfd
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_local(tasks: Sequence[PointTask], jobs: int, on_done: OnDone, on_lost: OnLost) -> None:
     """Run ``tasks`` on ``jobs`` local processes (``jobs == 1``: in this process)."""
     if jobs <= 1:
@@ -59,7 +130,9 @@ def run_local(tasks: Sequence[PointTask], jobs: int, on_done: OnDone, on_lost: O
         return
     window = 2 * jobs
     queue = iter(tasks)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=_context(), initializer=watch_parent, initargs=(os.getpid(),)
+    ) as pool:
         pending: dict[Future[PointRecord], PointTask] = {}
         try:
             while True:
@@ -88,7 +161,21 @@ def run_local(tasks: Sequence[PointTask], jobs: int, on_done: OnDone, on_lost: O
         except BaseException:
             for fut in pending:
                 fut.cancel()
+            if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+                _stop_workers(pool)  # points in flight would be thrown away anyway
             raise
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (CPython keeps them in ``_processes``; Python
+    3.14 has ``terminate_workers``), so an interrupted sweep does not wait for the points in
+    flight, whose results it would not store. Without either, shutdown waits for them."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:  # pragma: no cover - Python >= 3.14
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 @dataclass

@@ -25,6 +25,7 @@ scenario in :mod:`simulator.sweep.points`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,7 +33,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from simulator.capacity.ttt import Statistics
-from simulator.config import paths
+from simulator.config import limits, paths
 from simulator.config.base import SchemaVersion, StrictModel
 from simulator.config.jsonschema import register_file_kind
 from simulator.config.load import check_kind, validate
@@ -180,6 +181,7 @@ def from_document(
                 key_path=f"{_label(at, 'zip')}[{i}]",
             )
         zips.append(members)
+    _check_combinations(doc, grid, zips)
     seen: dict[KeyPath, str] = {}
     for a in (*grid, *(m for g in zips for m in g)):
         if a.path in seen:
@@ -212,6 +214,27 @@ def from_document(
     where = tuple(expression("where", i, t) for i, t in enumerate(body.where))
     return Sweep(
         name, doc.file, base, grid, tuple(zips), derive, where, body.baseline, statistics, doc
+    )
+
+
+def _check_combinations(
+    doc: Document, grid: tuple[Axis, ...], zips: list[tuple[Axis, ...]]
+) -> None:
+    """The number of points, counted from the axes (never by making them), within the limit."""
+    factors = [*grid, *(group[0] for group in zips)]
+    total = math.prod(len(a.values) for a in factors)
+    if total <= limits.MAX_SWEEP_COMBINATIONS:
+        return
+    widest = max(factors, key=lambda a: len(a.values))
+    shown = " × ".join(f"{a.where} {len(a.values):,}" for a in factors[:6])
+    shown += " × ..." if len(factors) > 6 else ""
+    raise InputError(
+        f"the axes make {total:,} combinations ({shown}), over the limit of "
+        f"{limits.MAX_SWEEP_COMBINATIONS:,} ({limits.LIMITS_DOC}); split the sweep, or use "
+        "zip: for keys that change together",
+        file=doc.file,
+        line=widest.line,
+        key_path=widest.where,
     )
 
 

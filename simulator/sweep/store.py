@@ -23,13 +23,16 @@ store of this format before anything is written; a foreign or corrupted file is 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from simulator import __version__
+from simulator.config.files import node_kind
 from simulator.errors import InputError
+from simulator.outputs import check_folder
 from simulator.sweep.points import Point
 from simulator.sweep.worker import PointRecord
 
@@ -74,6 +77,25 @@ def _not_a_store(path: Path, why: str) -> InputError:
         "`ipusim sweep`",
         file=path,
     )
+
+
+def check_target(path: Path) -> None:
+    """Before any work: ``path`` is nothing yet or a store of this format, and its folder can
+    be written (SQLite adds ``-wal`` and ``-shm`` files beside it). A FIFO, device or folder
+    is refused without being opened. A symbolic link is followed (a store is appended to,
+    never replaced)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise InputError(f"cannot use this path: {exc.strerror or exc}", file=path) from None
+    kind = node_kind(st.st_mode) if st is not None else None
+    if kind is not None:
+        raise _not_a_store(path, f"it is {kind}")
+    check_folder(path, "results store ")
+    if st is not None:
+        check_store(path)
 
 
 def check_store(path: Path) -> bool:

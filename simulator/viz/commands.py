@@ -226,6 +226,15 @@ def _scaling(args: argparse.Namespace) -> Any:
         raise InputError(
             f"--scaling {args.scaling}: not a folder of scenario files", key_path=None, file=None
         )
+    measured_file = Path(args.measured) if args.measured else None
+    if measured_file is None:
+        guess = folder.resolve().parent.parent / "validation" / "mlperf.yaml"
+        if folder.resolve().name == "mlperf" and guess.is_file():
+            measured_file = guess
+    if measured_file is not None:
+        from simulator.config.files import check_input
+
+        check_input(measured_file)  # before the runs: a FIFO or a device would never end
     points = []
     for f in files:
         print(f"ipusim: running {f.name}", file=sys.stderr)

@@ -17,9 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from simulator.config import limits
 from simulator.config import workload as spec
-from simulator.config.load import render_path, validate
-from simulator.config.yamlio import Document
+from simulator.config.load import check_kind, render_path, validate
+from simulator.config.yamlio import Document, render_value
 from simulator.errors import InputError, did_you_mean, one_of
 from simulator.workloads import layers as L
 from simulator.workloads.expr import ExprError, Number, substitute
@@ -110,6 +111,8 @@ class _Walker:
     out: list[L.Layer] = field(default_factory=list)
     names: dict[str, int] = field(default_factory=dict)
     via: str = ""
+    active: list[str] = field(default_factory=list)  # blocks being expanded, outermost first
+    least: dict[str, int] = field(default_factory=dict)  # block -> least_layers of its body
 
     def error(self, message: str, path: KeyPath) -> InputError:
         file, line = self.doc.location(self.at + path)
@@ -171,6 +174,12 @@ class _Walker:
         group: str,
     ) -> tuple[int, ...]:
         args: Any
+        if len(self.out) >= limits.MAX_LAYERS:
+            raise self.error(
+                f"the model expands to more than {limits.MAX_LAYERS:,} layers, over the limit "
+                f"({limits.LIMITS_DOC})",
+                path,
+            )
         if isinstance(entry, str):
             kind, args = entry, {}
         elif isinstance(entry, dict) and len(entry) == 1:
@@ -238,14 +247,73 @@ class _Walker:
 
     def repeat(self, args, here, shape, env, prefix) -> tuple[int, ...]:
         s = self.validate(spec.RepeatSpec, args, here, env)
+        per_copy = self.least_layers(s.body, {**env, "i": 0}, set(self.active))
+        if len(self.out) + s.times * per_copy > limits.MAX_LAYERS:
+            raise self.error(
+                f"{s.times:,} copies of at least {per_copy:,} layer(s) would expand the model "
+                f"past {limits.MAX_LAYERS:,} layers, the limit ({limits.LIMITS_DOC})",
+                (*here, "times"),
+            )
         base = self.unique(prefix + (s.name or "repeat"))
         for i in range(s.times):
             copy = f"{base}.{i}"
             shape = self.walk(s.body, (*here, "body"), shape, {**env, "i": i}, copy + ".", copy)
         return shape
 
+    def least_layers(self, entries: Any, env: Mapping[str, Number], seen: set[str]) -> int:
+        """A lower bound of the layers ``entries`` expand to, counted without expanding them
+        (so a repeat that would pass the limit is refused before its first copy)."""
+        if not isinstance(entries, list):
+            return 1
+        total = 0
+        for entry in entries:
+            kind: Any
+            args: Any
+            kind, args = (entry, {}) if isinstance(entry, str) else (None, None)
+            if isinstance(entry, dict) and len(entry) == 1:
+                kind, args = next(iter(entry.items()))
+            args = args if isinstance(args, dict) else {}
+            if kind == "residual":
+                parts = [args.get(k) for k in ("body", "shortcut", "post")]
+                total += 1 + sum(self.least_layers(p, env, seen) for p in parts if p)
+            elif kind == "repeat":
+                try:
+                    times = substitute(args.get("times", 1), env)
+                except ExprError:
+                    times = 1
+                times = times if isinstance(times, int) and times > 0 else 1
+                total += times * self.least_layers(args.get("body"), env, seen)
+            elif isinstance(kind, str) and kind in self.blocks and kind not in seen:
+                total += self.block_layers(kind, seen)
+            else:
+                total += 1
+            if total > limits.MAX_LAYERS:
+                break  # enough to know
+        return max(total, 1)
+
+    def block_layers(self, kind: str, seen: set[str]) -> int:
+        """:meth:`least_layers` of block ``kind``'s body, once per block (blocks using blocks
+        four times over, twenty deep, would otherwise be counted 4**20 times)."""
+        if kind not in self.least:
+            self.least[kind] = self.least_layers(self.blocks[kind].layers, {}, seen | {kind})
+        return self.least[kind]
+
     def block(self, kind, args, here, shape, env, prefix) -> tuple[int, ...]:
         block = self.blocks[kind]
+        if kind in self.active:
+            cycle = " -> ".join([*self.active[self.active.index(kind) :], kind])
+            raise self.error(
+                f"block '{kind}' contains itself ({cycle}); a block may use other blocks, "
+                "but not itself, directly or through others",
+                here,
+            )
+        least = self.block_layers(kind, set(self.active))
+        if len(self.out) + least > limits.MAX_LAYERS:
+            raise self.error(
+                f"block '{kind}' expands to at least {least:,} layers, past the limit of "
+                f"{limits.MAX_LAYERS:,} ({limits.LIMITS_DOC})",
+                here,
+            )
         if args is None:
             args = {}
         if not isinstance(args, dict):
@@ -267,27 +335,48 @@ class _Walker:
         group = self.unique(prefix + kind)
         file, line = self.doc.location(self.at + here)
         saved, self.via = self.via, f" (in block '{kind}' used at {file}:{line})"
+        self.active.append(kind)
         try:
             return self.walk(
                 block.layers, ("blocks", kind, "layers"), shape, local, group + ".", group
             )
         finally:
+            self.active.pop()
             self.via = saved
+
+
+#: Where each overridden parameter was written: name -> (file, line, key path), so an error
+#: about an override names the scenario line or ``--set`` that made it, not the model file.
+Origins = Mapping[str, tuple[str, int | None, str]]
+
+
+def override_origins(doc: Document, at: KeyPath, params: Mapping[str, Any]) -> dict[str, Any]:
+    """:data:`Origins` of the overrides ``params`` found at key path ``at`` of ``doc`` (a
+    scenario's ``model.params``; ``--set`` when that is where they came from)."""
+    return {str(k): (*doc.location((*at, k)), render_path((*at, k))) for k in params}
 
 
 def resolve_params(
     declared: Mapping[str, Any],
     overrides: Mapping[str, Number] | None,
     error: Callable[[str, KeyPath], InputError],
+    origins: Origins | None = None,
 ) -> dict[str, Number]:
     """Parameters in declaration order: override or default, ``${...}`` over earlier ones."""
     overrides = dict(overrides or {})
+
+    def fail(message: str, key: str) -> InputError:
+        if origins and key in overrides and key in origins:
+            file, line, key_path = origins[key]
+            return InputError(message, file=file, line=line, key_path=key_path)
+        return error(message, ("params", key))
+
     for key in overrides:
         if key not in declared:
-            raise error(
+            raise fail(
                 f"model has no parameter '{key}'{did_you_mean(key, declared)}; "
                 + (one_of(declared) if declared else "it declares none"),
-                ("params", key),
+                key,
             )
     env: dict[str, Number] = {}
     for key, default in declared.items():
@@ -295,21 +384,50 @@ def resolve_params(
         try:
             value = substitute(raw, env)
         except ExprError as exc:
-            raise error(str(exc), ("params", key)) from None
+            raise fail(str(exc), key) from None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise error(f"parameter must be a number, got {value!r}", ("params", key))
+            raise fail(f"parameter must be a number, got {render_value(value)}", key)
         env[key] = value
     return env
 
 
 def build_model(
-    doc: Document, *, at: KeyPath = (), overrides: Mapping[str, Number] | None = None
+    doc: Document,
+    *,
+    at: KeyPath = (),
+    overrides: Mapping[str, Number] | None = None,
+    origins: Origins | None = None,
 ) -> Model:
     """The :class:`Model` at key path ``at`` of ``doc``; ``overrides`` replace its ``params``.
 
     ``at`` is ``()`` for a model file and e.g. ``("model",)`` for a model written inline in a
-    scenario; errors then name the scenario's file and lines.
+    scenario; errors then name the scenario's file and lines. ``origins`` says where the
+    overrides were written: an error about one names that place, and an error the model file
+    reports while overrides are in force says which (``... (with depth=10 from --set)``).
     """
+    try:
+        return _build(doc, at, overrides, origins)
+    except InputError as exc:
+        if not overrides or exc.location.file in {o[0] for o in (origins or {}).values()}:
+            raise
+        shown = ", ".join(
+            f"{k}={render_value(v)}"
+            + (f" from {origins[k][0]}" if origins and k in origins else "")
+            for k, v in overrides.items()
+        )
+        raise InputError(
+            f"{exc.detail} (with the parameter override(s) {shown})",
+            file=exc.location.file,
+            line=exc.location.line,
+            key_path=exc.location.key_path,
+        ) from None
+
+
+def _build(
+    doc: Document, at: KeyPath, overrides: Mapping[str, Number] | None, origins: Origins | None
+) -> Model:
+    if not at:
+        check_kind(doc, "model", required=True)
     header = validate(doc, spec.ModelFile, at=at)
     walker = _Walker(doc=doc, at=at, blocks=header.blocks)
     for name in header.blocks:
@@ -317,7 +435,7 @@ def build_model(
             raise walker.error(
                 f"block name '{name}' is a built-in layer type; rename it", ("blocks", name)
             )
-    env = resolve_params(header.params, overrides, walker.error)
+    env = resolve_params(header.params, overrides, walker.error, origins)
     walker.model_env = env
     shape: list[int] = []
     for i, dim in enumerate(header.input):

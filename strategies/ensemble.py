@@ -42,7 +42,7 @@ from simulator.strategy import Plan, PlanContext, register
 from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
-from strategies.pipeline import InputFeed, Layout, step_end
+from strategies.pipeline import Layout, input_feed, step_end
 from strategies.summary import (
     KINDS,
     describe_memory,
@@ -196,7 +196,7 @@ def build_graph(
             last = [add_phase(g, chip, cost.forward, ct, last, f"T mb{mb} t{t}")]
     rings = [tuple(ring_order(ctx.system, [grp[r] for grp in groups])) for r in range(lay.replicas)]
     preds = n * model.layers[-1].output_elems * tp.micro_batch * nbytes
-    feed = InputFeed.of_layout(ctx, lay, model, tp)
+    feed = input_feed(ctx, lay, model, tp)
     for mb in range(m):
         done = add_phase(g, chip, cost.forward, ct, feed.read(g, mb, last), f"F mb{mb} s0")
         if p.codistillation == "online":

@@ -56,9 +56,9 @@ from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
 from strategies import placement
 from strategies.pipeline import (
-    InputFeed,
     Layout,
     PipelineParams,
+    input_feed,
     replica_chips,
     stage_layers,
     step_end,
@@ -309,7 +309,7 @@ def build_graph(
     shared = [gradient_bytes(b.shared_params, tp) for b in costs[1:]]
     last: dict[int, int] = {}
     steps: list[set[int]] = []
-    feed = InputFeed.of_layout(ctx, lay, model, tp)
+    feed = input_feed(ctx, lay, model, tp)
     for s in range(SIMULATED_STEPS):
         first = len(g)
         arrived: dict[tuple[int, int], int] = {}  # (block, micro-batch) -> activation transfer

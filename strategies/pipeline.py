@@ -30,11 +30,9 @@ from simulator.engine.tasks import (
     ALGORITHMS,
     Collective,
     CollectiveKind,
-    HostLoad,
     MemLoad,
     MemStore,
     Sync,
-    Task,
     Transfer,
 )
 from simulator.strategy import Plan, PlanContext, register
@@ -44,6 +42,7 @@ from simulator.workloads.model import Model
 from strategies import placement
 from strategies.schedule import Schedule, device_orders, in_flight
 from strategies.training import (
+    InputFeed,
     StageCost,
     TrainingParams,
     add_phase,
@@ -219,7 +218,7 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
     ]
     orders = device_orders(lay.schedule, k, m, lay.chunks)
     scope = lay.all_chips()
-    feed = InputFeed.of_layout(ctx, lay, model, tp)
+    feed = input_feed(ctx, lay, model, tp)
     last_on_chip: dict[int, int] = {}
     fwd_out: dict[tuple[int, int], int] = {}  # (micro-batch, vstage) -> task the next F waits on
     bwd_out: dict[tuple[int, int], int] = {}
@@ -296,79 +295,12 @@ def _send(
     return g.add(Transfer(src, dst, nbytes, label=label), [sync])
 
 
-class InputFeed:
-    """Each micro-batch's input, from the hosts to the chip that reads it (the first stage's
-    chip of the simulated replica, ``feeders[0]``).
-
-    The host writes micro-batch k into the Streaming Memory of the chip's machine (a
-    :class:`HostLoad` over Host-Link and gateway, limited by the hosts' data pipeline), while the
-    chip works on micro-batch k - 1 (one buffer ahead); the chip reads it in an exchange phase
-    (a :class:`MemLoad` that holds the chip) before its forward pass. Micro-batch 0 was written
-    during the previous step, and each step writes the next step's first, so a step carries
-    exactly ``M`` host writes. ``mirrors`` (chips of replicas that are not simulated but share
-    the feeder's machine) do the same, gating nothing, so their traffic shares the machine's
-    Host-Link, gateway and DDR; the ``feeders`` (one per replica) that the same host feeds
-    share its data pipeline. Nothing is fed on a system without hosts. Micro-batches are
-    numbered on across the steps a graph holds.
-    """
-
-    def __init__(
-        self,
-        ctx: PlanContext,
-        feeders: Sequence[int],
-        mirrors: Sequence[int],
-        nbytes: float,
-        samples: float,
-    ) -> None:
-        system = ctx.system
-        self.chip, self.mirrors, self.nbytes, self.samples = feeders[0], mirrors, nbytes, samples
-        host = system.host_node(self.chip) if system.hosts is not None else None
-        self.on = host is not None and nbytes > 0
-        self.ddr = system.streaming_memory is not None
-        self.sharing = sum(1 for c in feeders if system.host_node(c) == host)
-        self._writes: dict[int, int] = {}
-
-    @classmethod
-    def of_layout(
-        cls, ctx: PlanContext, lay: Layout, model: Model, tp: TrainingParams
-    ) -> InputFeed:
-        """The feed of a replicated layout's first stage."""
-        nbytes = model.input_bytes_per_sample * tp.micro_batch
-        feeders = [row[0] for row in lay.chips]
-        return cls(ctx, feeders, mirror_chips(ctx, lay, 0), nbytes, tp.micro_batch)
-
-    def _each(self, g: TaskGraph, make: Callable[[int], Task], deps: list[int]) -> int:
-        main = g.add(make(self.chip), deps)
-        for chip in self.mirrors:
-            g.add(make(chip), deps)
-        return main
-
-    def read(self, g: TaskGraph, mb: int, deps: list[int]) -> list[int]:
-        """The chip's read of micro-batch ``mb`` (after ``deps``); returns what F waits on."""
-        if not self.on:
-            return deps
-        if self.ddr and mb in self._writes:
-            deps = [*deps, self._writes[mb]]
-        label = f"read input mb{mb}"
-        source: Literal["ddr", "host"] = "ddr" if self.ddr else "host"
-
-        def read(chip: int) -> MemLoad:
-            return MemLoad(chip, self.nbytes, source=source, label=label, hold=True, input=True)
-
-        def write(chip: int) -> HostLoad:
-            n = mb + 1
-            return HostLoad(chip, self.nbytes, self.samples, self.sharing, label=f"input mb{n}")
-
-        done = self._each(g, read, deps)
-        if self.ddr:
-            self._writes[mb + 1] = self._each(g, write, [done])
-        return [done]
-
-    def pending(self) -> list[int]:
-        """The write of the next step's first micro-batch (the step ends after it)."""
-        if not self._writes:
-            return []
-        return [self._writes[max(self._writes)]]
+def input_feed(ctx: PlanContext, lay: Layout, model: Model, tp: TrainingParams) -> InputFeed:
+    """The hosts' feed of a replicated layout's first stage (replica 0 simulated, the others'
+    first-stage chips on its machines mirrored)."""
+    nbytes = model.input_bytes_per_sample * tp.micro_batch
+    feeders = [row[0] for row in lay.chips]
+    return InputFeed(ctx, feeders, mirror_chips(ctx, lay, 0), nbytes, tp.micro_batch)
 
 
 def mirror_chips(ctx: PlanContext, lay: Layout, d: int) -> list[int]:

@@ -77,6 +77,7 @@ class CommResult:
     chips: int
     tiles_per_chip: int
     transfers: int
+    messages: int
     algorithm: str | None
     bytes_per_tile: float
     bytes_per_chip: float

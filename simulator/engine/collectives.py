@@ -2,13 +2,18 @@
 
 Every algorithm is a list of :class:`Step`: in one step each listed pair moves ``nbytes`` in the
 same exchange phase, then each receiving chip reduces ``reduce_elems`` elements (reduce-scatter
-phases). Steps that are identical (same pairs, bytes, reduction) share a ``key`` so that the
-executor can simulate one and replay the rest while nothing else contends for their links.
+phases). In a ``multicast`` step each source sends its ``nbytes`` once and every chip it is
+paired with receives them (hardware multicast, :mod:`simulator.engine.messages`). Steps that
+are identical (same pairs, bytes, reduction) share a ``key`` so that the executor can simulate
+one and replay the rest while nothing else contends for their links.
 
 Algorithms (GCL names in brackets, see docs/collectives.md):
 ring [clockwise_ring], bidirectional_ring [bidirectional_ring_pair], meet_in_middle
 [meet_in_middle_ring], hierarchical (ring inside each IPU-Link domain, ring across domains over
-GW-Links, ring inside again), direct (every pair in one exchange: all-to-all and the rooted kinds).
+GW-Links, ring inside again), direct (every pair in one exchange: all-to-all and the rooted kinds),
+broadcast [broadcast] (every chip multicasts its piece to all others in one exchange: all-gather,
+and all-reduce with the reduction done locally by every chip). The ``broadcast`` kind is always
+one multicast from the root, whatever the algorithm.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ class Step:
 
     key: int
     pairs: Pairs
-    nbytes: float  # per pair
+    nbytes: float  # per pair (per source, for a multicast step)
     reduce_elems: float = 0.0  # per receiving chip, after the exchange
+    multicast: bool = False  # each source's bytes sent once to all its pairs' destinations
 
 
 # GCL's choice of ring algorithm (graphcore/poplibs lib/popops/ReplicatedCollectives.cpp,
@@ -178,7 +184,7 @@ def schedule(
             pairs = tuple((a, b) for a in group for b in group if a != b)
             return [Step(keys.new(), pairs, nbytes / n)]
         if kind == "broadcast":
-            return [Step(keys.new(), tuple((root, c) for c in others), nbytes)]
+            return [Step(keys.new(), tuple((root, c) for c in others), nbytes, multicast=True)]
         if kind == "gather":
             return [Step(keys.new(), tuple((c, root) for c in others), nbytes / n)]
         if kind == "scatter":
@@ -193,6 +199,13 @@ def schedule(
                 )
             ]
         algorithm = "ring"  # all_reduce / reduce_scatter / all_gather have no direct form here
+    if algorithm == "broadcast" and kind in ("all_gather", "all_reduce"):
+        everyone = tuple((a, b) for a in group for b in group if a != b)
+        if kind == "all_gather":
+            return [Step(keys.new(), everyone, nbytes / n, multicast=True)]
+        return [Step(keys.new(), everyone, nbytes, (n - 1) * nbytes / elem_bytes, multicast=True)]
+    if algorithm == "broadcast":
+        algorithm = "ring"  # reduce-scatter and reduce gain nothing from multicast
     if algorithm == "hierarchical":
         return _hierarchical(system, kind, group, nbytes, elem_bytes, keys, root)
     rings = [group]

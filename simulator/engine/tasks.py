@@ -30,7 +30,7 @@ COLLECTIVE_KINDS: tuple[str, ...] = (
     "scatter",
 )
 Algorithm = Literal[
-    "auto", "ring", "bidirectional_ring", "meet_in_middle", "hierarchical", "direct"
+    "auto", "ring", "bidirectional_ring", "meet_in_middle", "hierarchical", "direct", "broadcast"
 ]
 ALGORITHMS: tuple[str, ...] = (
     "auto",
@@ -39,6 +39,7 @@ ALGORITHMS: tuple[str, ...] = (
     "meet_in_middle",
     "hierarchical",
     "direct",
+    "broadcast",
 )
 
 
@@ -107,6 +108,32 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class TileMessages:
+    """One exchange phase of single-tile messages: each ``(src, src_tile, dst, dst_tile)``
+    sends ``bytes`` from one tile to one tile (possibly on the same chip). The phase ends when
+    the last message lands; messages landing on one chip wait for the slowest of them
+    (:mod:`simulator.engine.messages`)."""
+
+    sends: tuple[tuple[int, int, int, int], ...]
+    bytes: float
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TileMulticast:
+    """One message of ``bytes`` sent once by tile ``src_tile`` of chip ``src`` and received by
+    tiles ``0..tiles-1`` of every chip in ``dsts`` (the sending tile excluded): the exchange's
+    hardware multicast. Across IPU-Links it crosses each link of its routes once."""
+
+    src: int
+    src_tile: int
+    dsts: tuple[int, ...]
+    tiles: int
+    bytes: float
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Collective:
     """A collective over ``group`` (chip ids; order is ring order) with ``bytes`` per chip."""
 
@@ -151,13 +178,26 @@ class MemStore:
     label: str = ""
 
 
-Task = Compute | Exchange | Rng | Transfer | Collective | Sync | MemLoad | MemStore
+Task = (
+    Compute
+    | Exchange
+    | Rng
+    | Transfer
+    | TileMessages
+    | TileMulticast
+    | Collective
+    | Sync
+    | MemLoad
+    | MemStore
+)
 
 TASK_KIND: dict[type, str] = {
     Compute: "compute",
     Exchange: "exchange",
     Rng: "rng",
     Transfer: "transfer",
+    TileMessages: "transfer",
+    TileMulticast: "transfer",
     Collective: "collective",
     Sync: "sync",
     MemLoad: "memory",
@@ -169,6 +209,10 @@ def chips_of(task: Task) -> tuple[int, ...]:
     """Chips a task names (for validation against a system)."""
     if isinstance(task, Transfer):
         return (task.src, task.dst)
+    if isinstance(task, TileMessages):
+        return tuple(sorted({c for s in task.sends for c in (s[0], s[2])}))
+    if isinstance(task, TileMulticast):
+        return (task.src, *task.dsts)
     if isinstance(task, Collective | Sync):
         return task.group
     return (task.chip,)

@@ -19,12 +19,18 @@ The simulator must agree with ``estimate_s`` where nothing contends and never be
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from simulator.engine.collectives import Step
-from simulator.engine.messages import Flow, phase, step_flows, transfer
+from simulator.engine.messages import (
+    Flow,
+    ResourceIds,
+    phase,
+    phase_seconds,
+    step_flows,
+    transfer,
+)
 from simulator.engine.paths import PathInfo, PathModel
 from simulator.hardware.system import System
 
@@ -47,34 +53,16 @@ class Estimate:
     lower_bound_s: float
 
 
-class _Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, _capacity: float, _per_message: float = 0.0, _per_byte: float = 1.0) -> int:
-        self.n += 1
-        return 10**9 + self.n  # ids apart from channel ids
-
-
 def path_model(system: System) -> PathModel:
     """A PathModel whose extra resources are numbered apart from the system's channels."""
-    return PathModel(system, _Counter())
+    return PathModel(system, ResourceIds())
 
 
 def exchange_estimate(paths: PathModel, flows: Iterable[Flow], reduce_s: float = 0.0) -> Estimate:
-    """Estimate of one exchange phase in which all ``flows`` run together."""
-    slowest = 0.0
-    latency = 0.0
-    load: dict[int, float] = defaultdict(float)
-    for f in flows:
-        latency = max(latency, f.latency)
-        alone = paths.seconds_alone(f.resources, f.cap, f.nbytes, f.messages)
-        slowest = max(slowest, f.latency + alone)
-        for r, w in zip(f.resources, paths.weights(f.resources, f.nbytes, f.messages), strict=True):
-            load[r] += f.nbytes * w
-    congestion = max((b / paths.capacity[r] for r, b in load.items()), default=0.0)
-    estimate = max(slowest, latency + congestion)
-    return Estimate(estimate + reduce_s, max(latency, congestion) + reduce_s)
+    """Estimate of one exchange phase in which all ``flows`` run together (the closed form
+    :func:`simulator.engine.messages.phase_seconds`), plus its reduction."""
+    estimate, lower = phase_seconds(paths, flows)
+    return Estimate(estimate + reduce_s, lower + reduce_s)
 
 
 def transfer_flows(paths: PathModel, transfers: Iterable[TransferSpec]) -> list[Flow]:

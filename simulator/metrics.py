@@ -98,7 +98,8 @@ class CommResult:
         """A short human summary."""
         lines = [
             f"{self.name}: {self.pattern} on {self.system} "
-            f"({self.chips} chips x {self.tiles_per_chip} tiles, {self.transfers} transfers"
+            f"({self.chips} chips x {self.tiles_per_chip} tiles, {self.transfers} transfers, "
+            f"{self.messages} messages"
             + (f", {self.algorithm}" if self.algorithm else "")
             + ")",
             f"  time            {self.time_s * 1e6:,.3f} us",

@@ -178,7 +178,14 @@ class Comm:
         if p.pattern in CHIP_PATTERNS:
             alg = p.algorithm
             if alg == "auto":
-                alg = choose_algorithm(ctx.system, p.pattern, chips, per_chip)
+                alg = choose_algorithm(
+                    ctx.system,
+                    p.pattern,
+                    chips,
+                    per_chip,
+                    tiles=tiles,
+                    elem_bytes=ELEM_BYTES[p.dtype],
+                )
             g.add(
                 Collective(
                     cast(CollectiveKind, p.pattern),  # one of CHIP_PATTERNS

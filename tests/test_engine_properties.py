@@ -2,7 +2,10 @@
 
 * max-min rates on random small resource graphs: no resource carries more than its capacity,
   and the allocation is max-min optimal (every flow meets its cap or has a saturated resource
-  on its path where its rate is the largest);
+  on its path where its rate is the largest) — also with per-message weights (a flow uses
+  ``w`` units of a resource per byte), where the load is the weighted sum;
+* FlowNetwork with per-message costs: payload bytes are conserved per resource and no flow
+  beats its own weighted bottleneck;
 * FlowNetwork: bytes are conserved per resource, no flow beats its bottleneck, and flows alone
   on one link finish exactly as processor sharing says (the last at total bytes ÷ bandwidth);
 * executor: link bytes equal the bytes of the transfers and collective steps routed over them,
@@ -74,6 +77,67 @@ def test_maxmin_is_feasible_and_optimal(fs) -> None:
             and all(rate[f] >= rate[g] * (1 - TOL) for g, q in enumerate(paths) if r in q)
         ]
         assert bottleneck, f"flow {f} (rate {rate[f]}) has no bottleneck resource"
+
+
+@PROP
+@given(flow_sets(), st.data())
+def test_weighted_maxmin_is_feasible_and_optimal(fs, data) -> None:
+    capacity, paths, caps = fs
+    weights = [
+        data.draw(st.lists(st.floats(0.1, 10.0), min_size=len(p), max_size=len(p))) for p in paths
+    ]
+    inc_flow = np.array([f for f, p in enumerate(paths) for _ in p], dtype=np.int64)
+    inc_res = np.array([r for p in paths for r in p], dtype=np.int64)
+    inc_w = np.array([w for ws in weights for w in ws])
+    rate = maxmin_rates(
+        inc_flow, inc_res, len(paths), np.asarray(capacity, float), np.asarray(caps, float), inc_w
+    )
+    load = np.zeros(len(capacity))
+    for f, p in enumerate(paths):
+        assert rate[f] > 0
+        assert rate[f] <= caps[f] * (1 + TOL)
+        for r, w in zip(p, weights[f], strict=True):
+            load[r] += rate[f] * w
+    assert (load <= np.asarray(capacity) * (1 + TOL)).all()
+    for f, p in enumerate(paths):
+        if rate[f] >= caps[f] * (1 - TOL):
+            continue
+        # a saturated resource on the path where no other flow gets a higher rate
+        bottleneck = [
+            r
+            for r in p
+            if load[r] >= capacity[r] * (1 - TOL)
+            and all(rate[f] >= rate[g] * (1 - TOL) for g, q in enumerate(paths) if r in q)
+        ]
+        assert bottleneck, f"flow {f} (rate {rate[f]}) has no bottleneck resource"
+
+
+@PROP
+@given(flow_sets(with_caps=False), st.data())
+def test_flow_network_with_message_costs_conserves_bytes(fs, data) -> None:
+    """Per-message costs slow flows down but never change the bytes each resource carries."""
+    capacity, paths, _ = fs
+    per_message = data.draw(
+        st.lists(st.floats(0.0, 50.0), min_size=len(capacity), max_size=len(capacity))
+    )
+    sizes = data.draw(st.lists(st.floats(1.0, 1e3), min_size=len(paths), max_size=len(paths)))
+    ratios = data.draw(st.lists(st.floats(0.0, 1.0), min_size=len(paths), max_size=len(paths)))
+    env = simpy.Environment()
+    net = FlowNetwork(env, capacity, per_message)
+    done: dict[int, float] = {}
+    for f, p in enumerate(paths):
+        ev = net.start(p, sizes[f], ratio=ratios[f])
+        ev.callbacks.append(lambda _e, f=f: done.__setitem__(f, env.now))
+    env.run()
+    assert sorted(done) == list(range(len(paths)))
+    expected = np.zeros(len(capacity))
+    for f, p in enumerate(paths):
+        for r in p:
+            expected[r] += sizes[f]
+        # alone, a flow takes its bytes x (1 + per_message x ratio) / capacity on each resource
+        alone = max(sizes[f] * (1 + per_message[r] * ratios[f]) / capacity[r] for r in p)
+        assert done[f] >= alone * (1 - TOL)
+    assert net.bytes_carried() == pytest.approx(expected, rel=TOL, abs=1e-6)
 
 
 @PROP

@@ -18,6 +18,7 @@ one multicast from the root, whatever the algorithm.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,8 +50,48 @@ _GCL_BIDIR_THRESHOLDS = (
 _GCL_MIM_ABOVE_RANKS = 16
 
 
-def choose_algorithm(system: System, kind: str, group: Sequence[int], nbytes: float) -> str:
-    """The algorithm GCL would pick for a replicated collective (one IPU per rank)."""
+def choose_algorithm(
+    system: System,
+    kind: str,
+    group: Sequence[int],
+    nbytes: float,
+    *,
+    tiles: int | None = None,
+    elem_bytes: float = 4.0,
+) -> str:
+    """The algorithm ``auto`` runs: GCL's published ring rule (:func:`gcl_ring_choice`), or
+    GCL's ``broadcast`` method for an all-gather or all-reduce where that is faster.
+
+    GCL offers a broadcast method beside its rings (ipu-hardware §3) but its rule for picking
+    it is not public: here it is picked where its closed form (uncontended, per-message costs
+    included: :func:`simulator.engine.messages.steps_seconds`) beats the ring method's — which
+    happens for small buffers, where a ring's 2(N−1) latencies dominate.
+    """
+    ring = gcl_ring_choice(system, kind, group, nbytes)
+    if kind not in ("all_gather", "all_reduce") or len(group) < 2 or not nbytes > 0:
+        return ring
+    key = (kind, tuple(group), float(nbytes), tiles, float(elem_bytes))
+    memo = _CHOICES.setdefault(system, {})
+    hit = memo.get(key)
+    if hit is None:
+        # messages.py builds on this module's Step, so it is imported here, not at the top
+        from simulator.engine.messages import steps_seconds
+
+        def seconds(algorithm: str) -> float:
+            steps = schedule(system, kind, group, nbytes, algorithm, elem_bytes=elem_bytes)
+            return steps_seconds(system, steps, tiles, elem_bytes)
+
+        hit = memo[key] = "broadcast" if seconds("broadcast") < seconds(ring) else ring
+    return hit
+
+
+_CHOICES: weakref.WeakKeyDictionary[System, dict[tuple[object, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def gcl_ring_choice(system: System, kind: str, group: Sequence[int], nbytes: float) -> str:
+    """The ring algorithm GCL would pick for a replicated collective (one IPU per rank)."""
     if kind in ("all_to_all", "broadcast", "gather", "scatter"):
         return "direct"
     domains = {system.chips[c].domain for c in group}
@@ -163,12 +204,14 @@ def schedule(
     *,
     elem_bytes: float = 4.0,
     root: int | None = None,
+    tiles: int | None = None,
 ) -> list[Step]:
     """The steps of collective ``kind`` over ``group`` (ring order) with ``nbytes`` per chip.
 
     ``nbytes`` is the full buffer of one chip: the input of all-reduce and reduce-scatter, the
     output of all-gather and gather, the input of scatter and all-to-all, the payload of
-    broadcast and reduce.
+    broadcast and reduce. ``tiles``: the tiles the buffer is spread over (None: all), which
+    ``auto`` weighs (:func:`choose_algorithm`).
     """
     group = tuple(group)
     n = len(group)
@@ -176,7 +219,9 @@ def schedule(
     if n < 2 or nbytes <= 0:
         return []
     if algorithm == "auto":
-        algorithm = choose_algorithm(system, kind, group, nbytes)
+        algorithm = choose_algorithm(
+            system, kind, group, nbytes, tiles=tiles, elem_bytes=elem_bytes
+        )
     root = group[0] if root is None else root
     others = tuple(c for c in group if c != root)
     if kind in ("all_to_all", "broadcast", "gather", "scatter") or algorithm == "direct":
@@ -282,6 +327,7 @@ def ring_closed_form(n: int, nbytes: float, alpha_s: float, beta_Bps: float) -> 
 __all__ = [
     "Step",
     "choose_algorithm",
+    "gcl_ring_choice",
     "minimum_payload",
     "ring_closed_form",
     "ring_order",

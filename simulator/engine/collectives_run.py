@@ -52,6 +52,7 @@ class CollectiveRun:
             task.algorithm,
             elem_bytes=self.elem_bytes,
             root=task.root,
+            tiles=task.tiles,
         )
         self.fast = ex.fast_collectives
         self._cache: dict[int, _Measured] = {}

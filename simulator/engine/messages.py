@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from simulator.engine.collectives import Step
 from simulator.engine.paths import PathModel
 from simulator.hardware.model import ChipType
+from simulator.hardware.system import System
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,4 +210,68 @@ def step_flows(paths: PathModel, step: Step, tiles: int | None) -> list[Flow]:
     return out
 
 
-__all__ = ["Flow", "Sending", "chip_messages", "multicast", "phase", "step_flows", "transfer"]
+def phase_seconds(paths: PathModel, flows: Iterable[Flow]) -> tuple[float, float]:
+    """Closed form of one exchange phase in which ``flows`` run together: (estimate, lower
+    bound). Estimate: the larger of the slowest flow alone (latency + its time on its slowest
+    resource) and the busiest resource (latency + its load / capacity), where a flow of ``b``
+    bytes in ``m`` messages loads a resource with ``b × per_byte + m × per_message``. Lower
+    bound: the larger of the latency and the busiest resource's load / capacity."""
+    slowest = latency = 0.0
+    load: dict[int, float] = {}
+    for f in flows:
+        latency = max(latency, f.latency)
+        slowest = max(
+            slowest, f.latency + paths.seconds_alone(f.resources, f.cap, f.nbytes, f.messages)
+        )
+        for r, w in zip(f.resources, paths.weights(f.resources, f.nbytes, f.messages), strict=True):
+            load[r] = load.get(r, 0.0) + f.nbytes * w
+    congestion = max((b / paths.capacity[r] for r, b in load.items()), default=0.0)
+    return max(slowest, latency + congestion), max(latency, congestion)
+
+
+def steps_seconds(
+    system: System, steps: Sequence[Step], tiles: int | None, elem_bytes: float = 4.0
+) -> float:
+    """Closed-form seconds of a collective's steps: each step's phase estimate plus its
+    reduction on the receiving chips' vector units (the estimate ``auto`` compares)."""
+    paths = PathModel(system, ResourceIds())
+    dtype = "fp16" if elem_bytes == 2 else "fp32"
+    total = 0.0
+    memo: dict[int, float] = {}
+    for step in steps:
+        sec = memo.get(step.key)
+        if sec is None:
+            sec = phase_seconds(paths, step_flows(paths, step, tiles))[0]
+            if step.reduce_elems:
+                ct = system.chips[step.pairs[0][1]].type
+                sec += step.reduce_elems / (
+                    ct.tiles * ct.clock_hz * ct.vector_flop_per_cycle[dtype]
+                )
+            memo[step.key] = sec
+        total += sec
+    return total
+
+
+class ResourceIds:
+    """Resource ids for a PathModel outside a flow network (apart from channel ids)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, _capacity: float, _per_message: float = 0.0, _per_byte: float = 1.0) -> int:
+        self.n += 1
+        return 10**9 + self.n
+
+
+__all__ = [
+    "Flow",
+    "ResourceIds",
+    "Sending",
+    "chip_messages",
+    "multicast",
+    "phase",
+    "phase_seconds",
+    "step_flows",
+    "steps_seconds",
+    "transfer",
+]

@@ -99,9 +99,7 @@ class CommResult:
         lines = [
             f"{self.name}: {self.pattern} on {self.system} "
             f"({self.chips} chips x {self.tiles_per_chip} tiles, {self.transfers} transfers, "
-            f"{self.messages} messages"
-            + (f", {self.algorithm}" if self.algorithm else "")
-            + ")",
+            f"{self.messages} messages" + (f", {self.algorithm}" if self.algorithm else "") + ")",
             f"  time            {self.time_s * 1e6:,.3f} us",
             f"  bandwidth       {self.bandwidth_GBps:,.2f} GB/s "
             f"(payload {self.payload_bytes:,.0f} B)",

@@ -60,12 +60,13 @@ def choose_algorithm(
     elem_bytes: float = 4.0,
 ) -> str:
     """The algorithm ``auto`` runs: GCL's published ring rule (:func:`gcl_ring_choice`), or
-    GCL's ``broadcast`` method for an all-gather or all-reduce where that is faster.
+    GCL's ``broadcast`` method for a small all-gather or all-reduce where that is faster.
 
     GCL offers a broadcast method beside its rings (ipu-hardware §3) but its rule for picking
-    it is not public: here it is picked where its closed form (uncontended, per-message costs
-    included: :func:`simulator.engine.messages.steps_seconds`) beats the ring method's — which
-    happens for small buffers, where a ring's 2(N−1) latencies dominate.
+    it is not public. Here it is considered for small buffers only — where the ring method's
+    closed form is at least half latency, so its 2(N−1) steps cost more than their bytes — and
+    picked where its own closed form (uncontended, per-message costs included:
+    :func:`simulator.engine.messages.steps_seconds`) is faster.
     """
     ring = gcl_ring_choice(system, kind, group, nbytes)
     if kind not in ("all_gather", "all_reduce") or len(group) < 2 or not nbytes > 0:
@@ -77,12 +78,31 @@ def choose_algorithm(
         # messages.py builds on this module's Step, so it is imported here, not at the top
         from simulator.engine.messages import steps_seconds
 
-        def seconds(algorithm: str) -> float:
+        def seconds(algorithm: str) -> tuple[float, float]:
             steps = schedule(system, kind, group, nbytes, algorithm, elem_bytes=elem_bytes)
             return steps_seconds(system, steps, tiles, elem_bytes)
 
-        hit = memo[key] = "broadcast" if seconds("broadcast") < seconds(ring) else ring
+        ring_s, ring_latency = seconds(ring)
+        # every chip must take in the others' pieces: no faster than its links allow
+        pieces = (len(group) - 1) * (nbytes if kind == "all_reduce" else nbytes / len(group))
+        floor = max(pieces / _inbound_Bps(system, c) for c in group)
+        small = 2 * ring_latency >= ring_s and floor < ring_s
+        hit = "broadcast" if small and seconds("broadcast")[0] < ring_s else ring
+        memo[key] = hit
     return hit
+
+
+def _inbound_Bps(system: System, chip: int) -> float:
+    """Bytes per second all of a chip's incoming channels carry together."""
+    inbound = _INBOUND.get(system)
+    if inbound is None:
+        inbound = _INBOUND[system] = {}
+        for ch in system.channels:
+            inbound[ch.dst] = inbound.get(ch.dst, 0.0) + ch.capacity_Bps
+    return inbound.get(system.chips[chip].node) or float("inf")
+
+
+_INBOUND: weakref.WeakKeyDictionary[System, dict[str, float]] = weakref.WeakKeyDictionary()
 
 
 _CHOICES: weakref.WeakKeyDictionary[System, dict[tuple[object, ...], str]] = (

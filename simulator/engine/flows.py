@@ -19,6 +19,7 @@ resource calls the owner's ``on_contention`` hook so that it falls back to real 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -293,7 +294,7 @@ class FlowNetwork:
             res_lists = [p[0] for p in self._pending]
             lengths = np.fromiter((len(r) for r in res_lists), dtype=np.int64, count=len(res_lists))
             flat = np.fromiter(
-                (r for rs in res_lists for r in rs), dtype=np.int64, count=int(lengths.sum())
+                itertools.chain.from_iterable(res_lists), dtype=np.int64, count=int(lengths.sum())
             )
             self._inc_flow = np.concatenate(
                 [self._inc_flow, base + np.repeat(np.arange(len(res_lists)), lengths)]

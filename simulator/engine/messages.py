@@ -40,6 +40,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from simulator.engine.collectives import Step
 from simulator.engine.paths import PathModel
 from simulator.hardware.model import ChipType
@@ -216,40 +218,55 @@ def phase_seconds(paths: PathModel, flows: Iterable[Flow]) -> tuple[float, float
     resource) and the busiest resource (latency + its load / capacity), where a flow of ``b``
     bytes in ``m`` messages loads a resource with ``b × per_byte + m × per_message``. Lower
     bound: the larger of the latency and the busiest resource's load / capacity."""
-    slowest = latency = 0.0
-    load: dict[int, float] = {}
-    for f in flows:
-        latency = max(latency, f.latency)
-        slowest = max(
-            slowest, f.latency + paths.seconds_alone(f.resources, f.cap, f.nbytes, f.messages)
-        )
-        for r, w in zip(f.resources, paths.weights(f.resources, f.nbytes, f.messages), strict=True):
-            load[r] = load.get(r, 0.0) + f.nbytes * w
-    congestion = max((b / paths.capacity[r] for r, b in load.items()), default=0.0)
-    return max(slowest, latency + congestion), max(latency, congestion)
+    flows = list(flows)
+    if not flows:
+        return 0.0, 0.0
+    # one row per (flow, resource) incidence, resources numbered densely for bincount
+    index: dict[int, int] = {}
+    inc = [index.setdefault(r, len(index)) for f in flows for r in f.resources]
+    owner = np.repeat(np.arange(len(flows)), [len(f.resources) for f in flows])
+    ids = list(index)
+    costs = np.array([paths.costs(r) for r in ids], dtype=float).reshape(len(ids), 2)
+    capacity = np.array([paths.capacity[r] for r in ids], dtype=float)
+    nbytes = np.array([f.nbytes for f in flows], dtype=float)
+    ratio = np.array([f.ratio for f in flows], dtype=float)
+    latency = np.array([f.latency for f in flows], dtype=float)
+    cap = np.array([f.cap for f in flows], dtype=float)
+    u = np.asarray(inc, dtype=np.int64)
+    use = nbytes[owner] * (costs[u, 0] + costs[u, 1] * ratio[owner])  # units on each resource
+    load = np.bincount(u, weights=use, minlength=len(ids))
+    alone = np.where(nbytes > 0, nbytes / cap, 0.0)
+    np.maximum.at(alone, owner, use / capacity[u])
+    congestion = float((load / capacity).max()) if len(ids) else 0.0
+    slowest = float((latency + alone).max())
+    top = float(latency.max())
+    return max(slowest, top + congestion), max(top, congestion)
 
 
 def steps_seconds(
     system: System, steps: Sequence[Step], tiles: int | None, elem_bytes: float = 4.0
-) -> float:
-    """Closed-form seconds of a collective's steps: each step's phase estimate plus its
-    reduction on the receiving chips' vector units (the estimate ``auto`` compares)."""
+) -> tuple[float, float]:
+    """Closed form of a collective's steps: (seconds, of which latency). Each step costs its
+    phase estimate plus its reduction on the receiving chips' vector units; its latency is the
+    slowest flow's latency (the part no bandwidth removes). What ``auto`` compares."""
     paths = PathModel(system, ResourceIds())
     dtype = "fp16" if elem_bytes == 2 else "fp32"
-    total = 0.0
-    memo: dict[int, float] = {}
+    total = latency = 0.0
+    memo: dict[int, tuple[float, float]] = {}
     for step in steps:
-        sec = memo.get(step.key)
-        if sec is None:
-            sec = phase_seconds(paths, step_flows(paths, step, tiles))[0]
+        got = memo.get(step.key)
+        if got is None:
+            flows = step_flows(paths, step, tiles)
+            sec = phase_seconds(paths, flows)[0]
             if step.reduce_elems:
                 ct = system.chips[step.pairs[0][1]].type
                 sec += step.reduce_elems / (
                     ct.tiles * ct.clock_hz * ct.vector_flop_per_cycle[dtype]
                 )
-            memo[step.key] = sec
-        total += sec
-    return total
+            got = memo[step.key] = (sec, max((f.latency for f in flows), default=0.0))
+        total += got[0]
+        latency += got[1]
+    return total, latency
 
 
 class ResourceIds:

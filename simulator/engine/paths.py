@@ -12,7 +12,7 @@ The executor (flows) and the closed-form estimate (:mod:`simulator.analytic`) sh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from simulator.hardware.model import ChipType
 from simulator.hardware.system import System
@@ -36,7 +36,9 @@ class PathModel:
         self.xout = [self._port(c.type, None) for c in system.chips]
         self.xin = [self._port(c.type, None, send=False) for c in system.chips]
         self._tile_ports: dict[tuple[int, int, int], int] = {}
-        self._engines: dict[tuple[int, int], int | None] = {}
+        self._engines: list[tuple[int | None, int | None, int | None] | None] = [None] * len(
+            system.chips
+        )
         self._chip_of_node = {c.node: c.id for c in system.chips}
         self._cache: dict[tuple[int, int, int, int, int], PathInfo] = {}
         self._routes: dict[tuple[int, int], tuple[tuple[int, ...], float]] = {}
@@ -80,15 +82,20 @@ class PathModel:
         An engine has capacity 1 (the fraction of its time it is busy) and costs its cycles
         per message and nothing per byte: the links behind it carry the bytes.
         """
-        key = (chip, kind)
-        if key in self._engines:
-            return self._engines[key]
-        ct = self.system.chips[chip].type
-        m = ct.messages
-        cycles = m.relay_cycles if kind == RELAY else m.offchip_cycles
-        res = self._new(1.0, cycles / ct.clock_hz, 0.0) if cycles > 0 else None
-        self._engines[key] = res
-        return res
+        return self._engines_of(chip)[kind]
+
+    def _engines_of(self, chip: int) -> tuple[int | None, int | None, int | None]:
+        """The chip's (egress, ingress, relay) engines, made on first use."""
+        got = self._engines[chip]
+        if got is None:
+            ct = self.system.chips[chip].type
+            off, relay, f = ct.messages.offchip_cycles, ct.messages.relay_cycles, ct.clock_hz
+            got = self._engines[chip] = (
+                self._new(1.0, off / f, 0.0) if off > 0 else None,
+                self._new(1.0, off / f, 0.0) if off > 0 else None,
+                self._new(1.0, relay / f, 0.0) if relay > 0 else None,
+            )
+        return got
 
     def route_to(self, src: int, dst: int) -> tuple[tuple[int, ...], float]:
         """The route from chip ``src`` to ``dst`` as resources — its channels with the message
@@ -106,20 +113,18 @@ class PathModel:
         return self._routes[key]
 
     def _with_engines(self, src: int, dst: int, route: tuple[int, ...]) -> list[int]:
-        out: list[int] = []
-        eg = self.engine(src, EGRESS)
-        if eg is not None:
-            out.append(eg)
+        eg = self._engines_of(src)[EGRESS]
+        out: list[int] = [] if eg is None else [eg]
         channels = self.system.channels
-        for i, ch in enumerate(route):
-            if i:
-                relay = self._chip_of_node.get(channels[ch].src)
-                if relay is not None:
-                    r = self.engine(relay, RELAY)
-                    if r is not None:
-                        out.append(r)
+        out.append(route[0])
+        for ch in route[1:]:
+            relay = self._chip_of_node.get(channels[ch].src)
+            if relay is not None:
+                r = self._engines_of(relay)[RELAY]
+                if r is not None:
+                    out.append(r)
             out.append(ch)
-        ing = self.engine(dst, INGRESS)
+        ing = self._engines_of(dst)[INGRESS]
         if ing is not None:
             out.append(ing)
         return out
@@ -184,30 +189,3 @@ class PathModel:
             cap = ct.tile_offchip_Bps
         resources = (*route.channels, end) if inbound else (end, *route.channels)
         return resources, cap, route.latency_s
-
-    def weights(
-        self, resources: Sequence[int], nbytes: float, messages: float
-    ) -> tuple[float, ...]:
-        """Units of each resource a flow of ``nbytes`` in ``messages`` messages uses per byte."""
-        per = messages / nbytes if nbytes > 0 else 0.0
-        out = []
-        for r in resources:
-            pb, pm = self.costs(r)
-            out.append(pb + pm * per)
-        return tuple(out)
-
-    def seconds_alone(
-        self, resources: Sequence[int], cap: float, nbytes: float, messages: float
-    ) -> float:
-        """How long the flow's bytes take on its slowest resource when nothing else runs."""
-        if nbytes <= 0:
-            return 0.0
-        worst = nbytes / cap if cap > 0 else math.inf
-        for r, w in zip(resources, self.weights(resources, nbytes, messages), strict=True):
-            worst = max(worst, nbytes * w / self.capacity[r])
-        return worst
-
-    def bottleneck(self, info: PathInfo) -> float:
-        """The lowest rate along a path when it runs alone (bytes only, no message costs)."""
-        resources, cap, _ = info
-        return min(cap, *(self.capacity[r] for r in resources if self.costs(r)[0] > 0))

@@ -4,10 +4,9 @@
   and the allocation is max-min optimal (every flow meets its cap or has a saturated resource
   on its path where its rate is the largest) — also with per-message weights (a flow uses
   ``w`` units of a resource per byte), where the load is the weighted sum;
-* FlowNetwork with per-message costs: payload bytes are conserved per resource and no flow
-  beats its own weighted bottleneck;
-* FlowNetwork: bytes are conserved per resource, no flow beats its bottleneck, and flows alone
-  on one link finish exactly as processor sharing says (the last at total bytes ÷ bandwidth);
+* FlowNetwork (with or without per-message costs): bytes are conserved per resource, no flow
+  beats its (weighted) bottleneck, and flows alone on one link finish exactly as processor
+  sharing says (the last at total bytes ÷ bandwidth);
 * executor: link bytes equal the bytes of the transfers and collective steps routed over them,
   with or without the fast path and with contention released at random times;
 * collectives never beat the latency and bandwidth lower bound (simulator.analytic), and
@@ -60,12 +59,19 @@ def _maxmin(capacity, paths, caps) -> np.ndarray:
 def test_maxmin_is_feasible_and_optimal(fs) -> None:
     capacity, paths, caps = fs
     rate = _maxmin(capacity, paths, caps)
+    assert_feasible_and_optimal(capacity, paths, caps, [[1.0] * len(p) for p in paths], rate)
+
+
+def assert_feasible_and_optimal(capacity, paths, caps, weights, rate) -> None:
+    """Every resource carries at most its capacity (flows use ``weights[f][i]`` units of their
+    i-th resource per byte); every flow meets its cap or has a saturated resource on its path
+    where no other flow gets a higher rate (max-min optimality)."""
     load = np.zeros(len(capacity))
     for f, p in enumerate(paths):
         assert rate[f] > 0
         assert rate[f] <= caps[f] * (1 + TOL)
-        for r in p:
-            load[r] += rate[f]
+        for r, w in zip(p, weights[f], strict=True):
+            load[r] += rate[f] * w
     assert (load <= np.asarray(capacity) * (1 + TOL)).all()
     for f, p in enumerate(paths):
         if rate[f] >= caps[f] * (1 - TOL):
@@ -92,67 +98,33 @@ def test_weighted_maxmin_is_feasible_and_optimal(fs, data) -> None:
     rate = maxmin_rates(
         inc_flow, inc_res, len(paths), np.asarray(capacity, float), np.asarray(caps, float), inc_w
     )
-    load = np.zeros(len(capacity))
-    for f, p in enumerate(paths):
-        assert rate[f] > 0
-        assert rate[f] <= caps[f] * (1 + TOL)
-        for r, w in zip(p, weights[f], strict=True):
-            load[r] += rate[f] * w
-    assert (load <= np.asarray(capacity) * (1 + TOL)).all()
-    for f, p in enumerate(paths):
-        if rate[f] >= caps[f] * (1 - TOL):
-            continue
-        # a saturated resource on the path where no other flow gets a higher rate
-        bottleneck = [
-            r
-            for r in p
-            if load[r] >= capacity[r] * (1 - TOL)
-            and all(rate[f] >= rate[g] * (1 - TOL) for g, q in enumerate(paths) if r in q)
-        ]
-        assert bottleneck, f"flow {f} (rate {rate[f]}) has no bottleneck resource"
-
-
-@PROP
-@given(flow_sets(with_caps=False), st.data())
-def test_flow_network_with_message_costs_conserves_bytes(fs, data) -> None:
-    """Per-message costs slow flows down but never change the bytes each resource carries."""
-    capacity, paths, _ = fs
-    per_message = data.draw(
-        st.lists(st.floats(0.0, 50.0), min_size=len(capacity), max_size=len(capacity))
-    )
-    sizes = data.draw(st.lists(st.floats(1.0, 1e3), min_size=len(paths), max_size=len(paths)))
-    ratios = data.draw(st.lists(st.floats(0.0, 1.0), min_size=len(paths), max_size=len(paths)))
-    env = simpy.Environment()
-    net = FlowNetwork(env, capacity, per_message)
-    done: dict[int, float] = {}
-    for f, p in enumerate(paths):
-        ev = net.start(p, sizes[f], ratio=ratios[f])
-        ev.callbacks.append(lambda _e, f=f: done.__setitem__(f, env.now))
-    env.run()
-    assert sorted(done) == list(range(len(paths)))
-    expected = np.zeros(len(capacity))
-    for f, p in enumerate(paths):
-        for r in p:
-            expected[r] += sizes[f]
-        # alone, a flow takes its bytes x (1 + per_message x ratio) / capacity on each resource
-        alone = max(sizes[f] * (1 + per_message[r] * ratios[f]) / capacity[r] for r in p)
-        assert done[f] >= alone * (1 - TOL)
-    assert net.bytes_carried() == pytest.approx(expected, rel=TOL, abs=1e-6)
+    assert_feasible_and_optimal(capacity, paths, caps, weights, rate)
 
 
 @PROP
 @given(flow_sets(), st.lists(st.floats(0.0, 5.0), min_size=8, max_size=8), st.data())
 def test_flow_network_conserves_bytes_and_respects_bottlenecks(fs, starts, data) -> None:
+    """With or without per-message costs (each resource a cost per message, each flow some
+    messages per byte): every byte arrives, each resource carries exactly the bytes routed over
+    it, and no flow beats its own weighted bottleneck."""
     capacity, paths, caps = fs
     sizes = data.draw(st.lists(st.floats(1.0, 1e3), min_size=len(paths), max_size=len(paths)))
+    n_res = len(capacity)
+    per_message = data.draw(st.lists(st.floats(0.0, 50.0), min_size=n_res, max_size=n_res))
+    ratios = data.draw(st.lists(st.floats(0.0, 1.0), min_size=len(paths), max_size=len(paths)))
     env = simpy.Environment()
-    net = FlowNetwork(env, capacity)
+    net = FlowNetwork(env, capacity, per_message)
     done: dict[int, float] = {}
 
     def launch(f: int):
         yield env.timeout(starts[f])
-        ev = net.start(paths[f], sizes[f], caps[f])
+        ev = net.start(paths[f], sizes[f], caps[f], ratio=ratios[f])
         ev.callbacks.append(lambda _e: done.__setitem__(f, env.now))
+
+    def alone(f: int) -> float:
+        """Seconds alone: bytes x (1 + per_message x ratio) / capacity on the slowest resource."""
+        weighted = (capacity[r] / (1 + per_message[r] * ratios[f]) for r in paths[f])
+        return sizes[f] / min(caps[f], *weighted)
 
     for f in range(len(paths)):
         env.process(launch(f))
@@ -162,14 +134,11 @@ def test_flow_network_conserves_bytes_and_respects_bottlenecks(fs, starts, data)
     for f, p in enumerate(paths):
         for r in p:
             expected[r] += sizes[f]
-        alone = sizes[f] / min(caps[f], *(capacity[r] for r in p))
-        assert done[f] - starts[f] >= alone * (1 - TOL)
+        assert done[f] - starts[f] >= alone(f) * (1 - TOL)
     assert net.bytes_carried() == pytest.approx(expected, rel=TOL, abs=1e-6)
     # a busy resource is never idle: it has carried everything by the time it could have
     last = max(done.values())
-    assert last <= max(starts) + sum(
-        sizes[f] / min(caps[f], *(capacity[r] for r in paths[f])) for f in done
-    ) * (1 + TOL)
+    assert last <= max(starts) + sum(alone(f) for f in done) * (1 + TOL)
 
 
 @PROP

@@ -108,11 +108,15 @@ class Jia19File(StrictModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
-        ids = [r.id for r in self.records]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"record ids repeat: {dup}")
+        _check_unique([r.id for r in self.records], "record")
         return self
+
+
+def _check_unique(ids: list[str], what: str) -> None:
+    """A ValueError naming the ids that appear more than once."""
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"{what} ids repeat: {dup}")
 
 
 def load_records(path: Path = DATA) -> list[Record]:
@@ -200,10 +204,7 @@ class PredictionsFile(StrictModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
-        ids = [p.id for p in self.predictions]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"prediction ids repeat: {dup}")
+        _check_unique([p.id for p in self.predictions], "prediction")
         return self
 
 

@@ -104,9 +104,10 @@ def maxmin_rates(
         rate[newly] = np.minimum(level, flow_cap[newly])
         pos = _ranges(flow_ptr[newly], flow_ptr[newly + 1])
         res = inc_res[pos]
-        np.subtract.at(avail, res, rate[inc_flow[pos]] * weight[pos])
-        np.subtract.at(count, res, weight[pos])
-        np.subtract.at(counts, res, 1)
+        w = weight[pos]
+        avail -= np.bincount(res, weights=rate[inc_flow[pos]] * w, minlength=n_res)
+        count -= np.bincount(res, weights=w, minlength=n_res)
+        counts -= np.bincount(res, minlength=n_res)
         live = live[counts[live] > 0]
         left -= newly.size
     return rate

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,9 +48,9 @@ from simulator.hardware.model import ChipType
 from simulator.hardware.system import System
 
 
-@dataclass(frozen=True, slots=True)
-class Flow:
-    """One flow of the flow network: bytes over resources, and what follows the last byte."""
+class Flow(NamedTuple):
+    """One flow of the flow network: bytes over resources, and what follows the last byte.
+    (A named tuple: thousands are made per collective step.)"""
 
     resources: tuple[int, ...]
     nbytes: float
@@ -64,8 +64,7 @@ class Flow:
         return self.messages / self.nbytes if self.nbytes > 0 else 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Sending:
+class Sending(NamedTuple):
     """A flow before its phase is known: where it lands and how many messages land there."""
 
     resources: tuple[int, ...]
@@ -191,24 +190,41 @@ def step_flows(paths: PathModel, step: Step, tiles: int | None) -> list[Flow]:
     # phase(paths, [transfer(...) for each pair]), without the intermediate objects
     chips = paths.system.chips
     nbytes = step.nbytes
-    per_type: dict[str, float] = {}
-    msgs: list[float] = []
+    # per chip type: messages per pair, off-chip and on-chip rate caps, exchange latency
+    per_type: dict[int, tuple[float, float, float, float]] = {}
+    sources = []
     landing: dict[int, float] = {}
     for a, b in step.pairs:
         ct = chips[a].type
-        m = per_type.get(ct.name)
-        if m is None:
-            m = per_type[ct.name] = float(chip_messages(ct, nbytes, tiles))
-        msgs.append(m)
-        landing[b] = landing.get(b, 0.0) + m
-    spread = {
-        c: chips[c].type.messages.delivery_spread_s(n, chips[c].type.clock_hz)
-        for c, n in landing.items()
-    }
+        t = per_type.get(id(ct))
+        if t is None:
+            used = min(tiles or ct.tiles, ct.tiles)
+            t = per_type[id(ct)] = (
+                float(chip_messages(ct, nbytes, tiles)),
+                used * ct.tile_offchip_Bps,
+                used * ct.tile_exchange_Bps,
+                ct.exchange_latency_s,
+            )
+        sources.append(t)
+        landing[b] = landing.get(b, 0.0) + t[0]
+    spreads: dict[tuple[int, float], float] = {}
+    spread: dict[int, float] = {}
+    for c, n in landing.items():
+        ct = chips[c].type
+        key = (id(ct), n)
+        got = spreads.get(key)
+        if got is None:
+            got = spreads[key] = ct.messages.delivery_spread_s(n, ct.clock_hz)
+        spread[c] = got
     out = []
-    for (a, b), m in zip(step.pairs, msgs, strict=True):
-        res, cap, lat = paths.path(a, b, None, None, tiles)
-        out.append(Flow(res, nbytes, m, cap, lat + spread[b]))
+    xout, xin, route_to = paths.xout, paths.xin, paths.route_to
+    for (a, b), (m, off, on, exchange) in zip(step.pairs, sources, strict=True):
+        # what paths.path(a, b, tiles=tiles) gives, without its cache (each pair comes once)
+        middle, route_latency = route_to(a, b)
+        cap = off if a != b else on
+        out.append(
+            Flow((xout[a], *middle, xin[b]), nbytes, m, cap, exchange + route_latency + spread[b])
+        )
     return out
 
 

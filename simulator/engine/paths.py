@@ -36,8 +36,9 @@ class PathModel:
         self.xout = [self._port(c.type, None) for c in system.chips]
         self.xin = [self._port(c.type, None, send=False) for c in system.chips]
         self._tile_ports: dict[tuple[int, int, int], int] = {}
-        self._engines: list[tuple[int | None, int | None, int | None] | None] = [None] * len(
-            system.chips
+        # per engine kind, per chip: the resource id, None (costs nothing) or -1 (not made yet)
+        self._engines: tuple[list[int | None], ...] = tuple(
+            [-1] * len(system.chips) for _ in range(3)
         )
         self._chip_of_node = {c.node: c.id for c in system.chips}
         self._cache: dict[tuple[int, int, int, int, int], PathInfo] = {}
@@ -82,20 +83,13 @@ class PathModel:
         An engine has capacity 1 (the fraction of its time it is busy) and costs its cycles
         per message and nothing per byte: the links behind it carry the bytes.
         """
-        return self._engines_of(chip)[kind]
-
-    def _engines_of(self, chip: int) -> tuple[int | None, int | None, int | None]:
-        """The chip's (egress, ingress, relay) engines, made on first use."""
-        got = self._engines[chip]
-        if got is None:
+        res = self._engines[kind][chip]
+        if res == -1:
             ct = self.system.chips[chip].type
-            off, relay, f = ct.messages.offchip_cycles, ct.messages.relay_cycles, ct.clock_hz
-            got = self._engines[chip] = (
-                self._new(1.0, off / f, 0.0) if off > 0 else None,
-                self._new(1.0, off / f, 0.0) if off > 0 else None,
-                self._new(1.0, relay / f, 0.0) if relay > 0 else None,
-            )
-        return got
+            cycles = ct.messages.relay_cycles if kind == RELAY else ct.messages.offchip_cycles
+            res = self._new(1.0, cycles / ct.clock_hz, 0.0) if cycles > 0 else None
+            self._engines[kind][chip] = res
+        return res
 
     def route_to(self, src: int, dst: int) -> tuple[tuple[int, ...], float]:
         """The route from chip ``src`` to ``dst`` as resources — its channels with the message
@@ -113,18 +107,18 @@ class PathModel:
         return self._routes[key]
 
     def _with_engines(self, src: int, dst: int, route: tuple[int, ...]) -> list[int]:
-        eg = self._engines_of(src)[EGRESS]
-        out: list[int] = [] if eg is None else [eg]
-        channels = self.system.channels
-        out.append(route[0])
-        for ch in route[1:]:
-            relay = self._chip_of_node.get(channels[ch].src)
-            if relay is not None:
-                r = self._engines_of(relay)[RELAY]
-                if r is not None:
-                    out.append(r)
-            out.append(ch)
-        ing = self._engines_of(dst)[INGRESS]
+        eg = self.engine(src, EGRESS)
+        out: list[int] = [route[0]] if eg is None else [eg, route[0]]
+        if len(route) > 1:
+            channels, chip_of = self.system.channels, self._chip_of_node
+            for ch in route[1:]:
+                relay = chip_of.get(channels[ch].src)
+                if relay is not None:
+                    r = self.engine(relay, RELAY)
+                    if r is not None:
+                        out.append(r)
+                out.append(ch)
+        ing = self.engine(dst, INGRESS)
         if ing is not None:
             out.append(ing)
         return out

@@ -48,6 +48,23 @@ CASES: tuple[Case, ...] = (
     Case("resnet8-shared-w16", "random subspace", _RS + "resnet8-shared-w16.yaml"),
     Case("resnet8-independent-w8", "random subspace", _RS + "resnet8-independent-w8.yaml"),
     Case("resnet8-independent-w16", "random subspace", _RS + "resnet8-independent-w16.yaml"),
+    Case(
+        "resnet8-independent-w16-layers",
+        "random subspace",
+        _RS + "resnet8-independent-w16-layers.yaml",
+    ),
+    Case(
+        "resnet8-shared-layers-w64",
+        "random subspace",
+        _RS + "resnet8-shared-w8.yaml",
+        ("strategy.compartments=layers", *_W64),
+    ),
+    Case(
+        "resnet8-shared-layers-w256",
+        "random subspace",
+        _RS + "resnet8-shared-w8.yaml",
+        ("strategy.compartments=layers", "strategy.workers=256", "topology=pod256"),
+    ),
     Case("mlp100m-shared-w64", "random subspace", _RS + "mlp100m-shared-w64.yaml"),
     Case("mlp100m-independent-w64", "random subspace", _RS + "mlp100m-independent-w64.yaml"),
     Case("moe-cf1.0", "MoE", "scenarios/moe/switch-pod16-cf1.0.yaml"),

@@ -3,11 +3,15 @@
 Two numbers for a set of BSP exchange steps, computed without the event engine:
 
 * ``estimate_s``: each step lasts as long as the larger of its slowest transfer alone —
-  latency + bytes / bottleneck rate of its path — and its busiest resource (latency + the
-  bytes crossing it / its capacity), plus the step's reduction. For a ring all-reduce on an
-  uncontended ring this is exactly 2(N-1)(alpha + M/(N beta)).
+  latency + its time on the slowest resource of its path — and its busiest resource (latency
+  + the load crossing it / its capacity), plus the step's reduction. A flow of ``b`` bytes in
+  ``m`` messages loads a resource with ``b + m·h`` (``h``: the resource's per-message cost,
+  header bytes on a link, cycles' worth of bytes on a tile port) or, on a message engine,
+  ``m·c`` seconds (:mod:`simulator.engine.messages`): the per-message term of the closed
+  form. For a ring all-reduce on an uncontended ring with no message costs this is exactly
+  2(N-1)(alpha + M/(N beta)).
 * ``lower_bound_s``: no schedule can beat the larger of the latency bound and, per step, the
-  busiest resource's bytes divided by its capacity.
+  busiest resource's load divided by its capacity.
 
 The simulator must agree with ``estimate_s`` where nothing contends and never beat
 ``lower_bound_s``; where they differ, contention is the reason.
@@ -15,11 +19,18 @@ The simulator must agree with ``estimate_s`` where nothing contends and never be
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from simulator.engine.collectives import Step
+from simulator.engine.messages import (
+    Flow,
+    ResourceIds,
+    phase,
+    phase_seconds,
+    step_flows,
+    transfer,
+)
 from simulator.engine.paths import PathInfo, PathModel
 from simulator.hardware.system import System
 
@@ -42,44 +53,33 @@ class Estimate:
     lower_bound_s: float
 
 
-class _Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, _capacity: float) -> int:
-        self.n += 1
-        return 10**9 + self.n  # ids apart from channel ids
-
-
 def path_model(system: System) -> PathModel:
     """A PathModel whose extra resources are numbered apart from the system's channels."""
-    return PathModel(system, _Counter())
+    return PathModel(system, ResourceIds())
 
 
-def exchange_estimate(
-    paths: PathModel, flows: Iterable[tuple[PathInfo, float]], reduce_s: float = 0.0
-) -> Estimate:
-    """Estimate of one exchange phase in which all ``flows`` (path, bytes) run together."""
-    slowest = 0.0
-    latency = 0.0
-    load: dict[int, float] = defaultdict(float)
-    for info, nbytes in flows:
-        latency = max(latency, info[2])
-        slowest = max(slowest, info[2] + nbytes / paths.bottleneck(info))
-        for r in info[0]:
-            load[r] += nbytes
-    congestion = max((b / paths.capacity[r] for r, b in load.items()), default=0.0)
-    estimate = max(slowest, latency + congestion)
-    return Estimate(estimate + reduce_s, max(latency, congestion) + reduce_s)
+def exchange_estimate(paths: PathModel, flows: Iterable[Flow], reduce_s: float = 0.0) -> Estimate:
+    """Estimate of one exchange phase in which all ``flows`` run together (the closed form
+    :func:`simulator.engine.messages.phase_seconds`), plus its reduction."""
+    estimate, lower = phase_seconds(paths, flows)
+    return Estimate(estimate + reduce_s, lower + reduce_s)
 
 
-def transfer_flows(
-    paths: PathModel, transfers: Iterable[TransferSpec]
-) -> list[tuple[PathInfo, float]]:
-    """The (path, bytes) of chip-to-chip transfers."""
-    return [
-        (paths.path(t.src, t.dst, t.src_tile, t.dst_tile, t.tiles), t.nbytes) for t in transfers
-    ]
+def transfer_flows(paths: PathModel, transfers: Iterable[TransferSpec]) -> list[Flow]:
+    """The flows of chip-to-chip transfers that run in one exchange phase."""
+    return phase(
+        paths,
+        [
+            transfer(paths, t.src, t.dst, t.nbytes, t.src_tile, t.dst_tile, t.tiles)
+            for t in transfers
+        ],
+    )
+
+
+def stream_flow(info: PathInfo, nbytes: float) -> Flow:
+    """A host or Streaming Memory stream (a DMA: no message costs) as a flow."""
+    resources, cap, latency = info
+    return Flow(resources, nbytes, 0.0, cap, latency)
 
 
 def steps_estimate(
@@ -97,9 +97,8 @@ def steps_estimate(
     for step in steps:
         est = memo.get(step.key)
         if est is None:
-            specs = [TransferSpec(a, b, step.nbytes, tiles=tiles) for a, b in step.pairs]
             red = step.reduce_elems / reduce_rate if step.reduce_elems else 0.0
-            est = exchange_estimate(paths, transfer_flows(paths, specs), red)
+            est = exchange_estimate(paths, step_flows(paths, step, tiles), red)
             est = memo[step.key] = Estimate(est.estimate_s + sync, est.lower_bound_s + sync)
         total = Estimate(total.estimate_s + est.estimate_s, total.lower_bound_s + est.lower_bound_s)
     return total

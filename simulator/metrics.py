@@ -85,6 +85,7 @@ class CommResult:
     chips: int
     tiles_per_chip: int
     transfers: int
+    messages: int
     algorithm: str | None
     bytes_per_tile: float
     bytes_per_chip: float
@@ -105,9 +106,8 @@ class CommResult:
         """A short human summary."""
         lines = [
             f"{self.name}: {self.pattern} on {self.system} "
-            f"({self.chips} chips x {self.tiles_per_chip} tiles, {self.transfers} transfers"
-            + (f", {self.algorithm}" if self.algorithm else "")
-            + ")",
+            f"({self.chips} chips x {self.tiles_per_chip} tiles, {self.transfers} transfers, "
+            f"{self.messages} messages" + (f", {self.algorithm}" if self.algorithm else "") + ")",
             f"  time            {self.time_s * 1e6:,.3f} us",
             f"  bandwidth       {self.bandwidth_GBps:,.2f} GB/s "
             f"(payload {self.payload_bytes:,.0f} B)",

@@ -1,9 +1,11 @@
 """Communication scenarios (``strategy.type: comm``): one exchange pattern, timed.
 
 Tile-level patterns reproduce the Jia19 microbenchmarks (p2p, random, broadcast, gather,
-scatter, reduce); chip-level patterns are the collectives (all_reduce, reduce_scatter,
-all_gather, all_to_all). Semantics are those of DESIGN.md § Contracts; the metric formulas are
-in docs/metrics.md.
+scatter, reduce); each is one exchange phase of single-tile messages
+(:class:`~simulator.engine.tasks.TileMessages`), and ``broadcast`` one hardware multicast
+(:class:`~simulator.engine.tasks.TileMulticast`): the engine decides what the messages cost.
+Chip-level patterns are the collectives (all_reduce, reduce_scatter, all_gather, all_to_all).
+Semantics are those of DESIGN.md § Contracts; the metric formulas are in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from simulator.analytic import (
     exchange_estimate,
     path_model,
     steps_estimate,
+    stream_flow,
     transfer_flows,
 )
 from simulator.config.base import NonNegativeInt, PositiveFloat, PositiveInt, StrictModel
@@ -29,13 +32,15 @@ from simulator.engine.collectives import (
 )
 from simulator.engine.collectives_run import ELEM_BYTES
 from simulator.engine.graph import TaskGraph
+from simulator.engine.messages import multicast, phase, step_flows
 from simulator.engine.tasks import (
     ALGORITHMS,
     Collective,
     CollectiveKind,
     Compute,
     MemLoad,
-    Transfer,
+    TileMessages,
+    TileMulticast,
 )
 from simulator.engine.trace import Trace
 from simulator.metrics import Analytic, CommResult, EngineStats
@@ -189,7 +194,14 @@ class Comm:
         if p.pattern in CHIP_PATTERNS:
             alg = p.algorithm
             if alg == "auto":
-                alg = choose_algorithm(ctx.system, p.pattern, chips, per_chip)
+                alg = choose_algorithm(
+                    ctx.system,
+                    p.pattern,
+                    chips,
+                    per_chip,
+                    tiles=tiles,
+                    elem_bytes=ELEM_BYTES[p.dtype],
+                )
             g.add(
                 Collective(
                     cast(CollectiveKind, p.pattern),  # one of CHIP_PATTERNS
@@ -205,6 +217,7 @@ class Comm:
             info |= {
                 "algorithm": alg,
                 "transfers": None,
+                "messages": None,
                 "payload": minimum_payload(p.pattern, len(chips), per_chip),
             }
             return Plan(g, info)
@@ -215,12 +228,18 @@ class Comm:
             info |= {
                 "algorithm": None,
                 "transfers": len(chips) * tiles,
+                "messages": 0,  # host streams are DMA transfers, not tile messages
                 "payload": len(chips) * tiles * per_tile,
                 "specs": [],
             }
             return Plan(g, info)
         specs = self._tile_transfers(ctx, p, chips, tiles, per_tile, root)
-        ids = [g.add(Transfer(s.src, s.dst, s.nbytes, s.src_tile, s.dst_tile)) for s in specs]
+        if p.pattern == "broadcast":  # one message, received by every participating tile
+            dsts = tuple(chips)
+            ids = [g.add(TileMulticast(root, 0, dsts, tiles, per_tile, label="broadcast"))]
+        else:
+            sends = tuple((s.src, s.src_tile or 0, s.dst, s.dst_tile or 0) for s in specs)
+            ids = [g.add(TileMessages(sends, per_tile, label=p.pattern))] if sends else []
         if p.pattern == "reduce":
             elems = len(specs) * per_tile / ELEM_BYTES[p.dtype]
             g.add(
@@ -237,6 +256,7 @@ class Comm:
         info |= {
             "algorithm": None,
             "transfers": len(specs),
+            "messages": 1 if p.pattern == "broadcast" else len(specs),
             "payload": sum(s.nbytes for s in specs),
             "specs": specs,
         }
@@ -305,8 +325,19 @@ class Comm:
             )  # type: ignore[arg-type]
             rate = ct.tiles * ct.clock_hz * ct.vector_flop_per_cycle[p.dtype]
             est = steps_estimate(system, steps, info["tiles"], rate)  # type: ignore[arg-type]
-            formula = f"{info['algorithm']}: sum over {len(steps)} steps of (alpha + bytes/beta)"
+            formula = (
+                f"{info['algorithm']}: sum over {len(steps)} steps of "
+                "(alpha + (bytes + messages x per-message cost)/beta)"
+            )
             transfers = sum(len(s.pairs) for s in steps)
+            step_paths = path_model(system)
+            messages = int(
+                sum(
+                    f.messages
+                    for s in steps
+                    for f in step_flows(step_paths, s, info["tiles"])  # type: ignore[arg-type]
+                )
+            )
         else:
             specs: list[TransferSpec] = info["specs"]  # type: ignore[assignment]
             red = 0.0
@@ -323,18 +354,32 @@ class Comm:
             paths = path_model(system)
             if p.pattern == "host_write":
                 flows = [
-                    (
+                    stream_flow(
                         paths.stream_path(system.host_node(c) or "", c, inbound=True, tile=t),
-                        float(info["bytes_per_tile"]),
-                    )  # type: ignore[arg-type]
+                        float(info["bytes_per_tile"]),  # type: ignore[arg-type]
+                    )
                     for c in chips
                     for t in range(info["tiles"])  # type: ignore[call-overload]
                 ]
+            elif p.pattern == "broadcast":
+                one = multicast(
+                    paths,
+                    info["root"],  # type: ignore[arg-type]
+                    chips,
+                    float(info["bytes_per_tile"]),  # type: ignore[arg-type]
+                    src_tile=0,
+                    tiles=info["tiles"],  # type: ignore[arg-type]
+                )
+                flows = phase(paths, [one])
             else:
                 flows = transfer_flows(paths, specs)
             est = exchange_estimate(paths, flows, red)
-            formula = "max(slowest transfer alone, latency + busiest resource bytes/capacity)"
+            formula = (
+                "max(slowest message alone, latency + busiest resource's "
+                "(bytes + messages x per-message cost)/capacity)"
+            )
             transfers = int(info["transfers"])  # type: ignore[call-overload]
+            messages = int(info["messages"])  # type: ignore[call-overload]
         payload = float(info["payload"])  # type: ignore[arg-type]
         util = {}
         if t > 0:
@@ -351,6 +396,7 @@ class Comm:
             chips=len(chips),
             tiles_per_chip=info["tiles"],  # type: ignore[arg-type]
             transfers=transfers,
+            messages=messages,
             algorithm=info["algorithm"],  # type: ignore[arg-type]
             bytes_per_tile=info["bytes_per_tile"],  # type: ignore[arg-type]
             bytes_per_chip=info["bytes_per_chip"],  # type: ignore[arg-type]

@@ -6,7 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from simulator.analytic import steps_estimate
+from simulator.analytic import (
+    TransferSpec,
+    exchange_estimate,
+    path_model,
+    steps_estimate,
+    transfer_flows,
+)
 from simulator.engine.collectives import schedule as collective_steps
 from simulator.engine.executor import host_sync_seconds
 from simulator.engine.trace import Trace
@@ -218,12 +224,12 @@ def _analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalyti
     m = tp.grad_accum
     xfer = 0.0
     boundary_sync = system.sync_latency_s(lay.all_chips())
+    paths = path_model(system)
     for j, nbytes in enumerate(built.transfer_bytes):
         a, b = lay.chip_of_vstage(0, j), lay.chip_of_vstage(0, j + 1)
-        if a != b:
-            route = system.chip_route(a, b)
-            cap = min(system.channels[c].capacity_Bps for c in route.channels)
-            xfer += 2 * (boundary_sync + ct.exchange_latency_s + route.latency_s + nbytes / cap)
+        if a != b:  # sync + latency + (bytes + its messages' costs) / bottleneck, as run
+            flows = transfer_flows(paths, [TransferSpec(a, b, nbytes)])
+            xfer += 2 * (boundary_sync + exchange_estimate(paths, flows).estimate_s)
     pipe = (m - 1) * max(per_chip) + sum(per_vstage) + xfer
     coll = gradient_collective_estimate(ctx, lay, built.chip_params, tp)
     opt = max(c.optimizer.seconds(ct) for c in built.costs) / (lay.replicas if lay.rts else 1)

@@ -182,10 +182,13 @@ def test_run_json_prints_exactly_one_document(tmp_path: Path, capsys) -> None:
     assert out.startswith("{") and out.endswith("}\n")
     assert doc["name"] == "ar" and doc["feasible"] is True and doc["reason"] is None
     assert doc["pattern"] == "all_reduce" and doc["algorithm"] == "ring"
-    # ring all-reduce on m2000 by hand: alpha = 377.4 (sync) + 133 + 231 + 160 ns,
-    # beta = 2 x 27.72 GB/s
-    alpha, beta, m = 901.4e-9, 2 * 32e9 * 0.86625, 2e6
-    assert doc["time_s"] == pytest.approx(6 * (alpha + m / (4 * beta)), rel=0.01)
+    # ring all-reduce on m2000 by hand: alpha = 377.4 (sync) + 128.62 + 231 + 160 ns,
+    # beta = 2 x 27.72 GB/s; each 500 kB fragment is 1,472 messages (one per tile), 24 B of
+    # link header each, and the slowest of 1,472 deliveries waits 45.46 cycles x 1471/1473 at
+    # 1.325 GHz (gc200.yaml)
+    alpha, beta, m = 897.02e-9, 2 * 32e9 * 0.86625, 2e6
+    step = alpha + (m / 4 + 1472 * 24) / beta + 45.46 / 1.325e9 * 1471 / 1473
+    assert doc["time_s"] == pytest.approx(6 * step, rel=0.01)
     assert doc["algbw_GBps"] == pytest.approx(m / doc["time_s"] / 1e9, rel=1e-9)
     assert doc["bandwidth_GBps"] == pytest.approx(6 * m / doc["time_s"] / 1e9, rel=1e-9)
     assert str(tmp_path) not in out  # no absolute paths in results

@@ -2,9 +2,11 @@
 
 * max-min rates on random small resource graphs: no resource carries more than its capacity,
   and the allocation is max-min optimal (every flow meets its cap or has a saturated resource
-  on its path where its rate is the largest);
-* FlowNetwork: bytes are conserved per resource, no flow beats its bottleneck, and flows alone
-  on one link finish exactly as processor sharing says (the last at total bytes ÷ bandwidth);
+  on its path where its rate is the largest) — also with per-message weights (a flow uses
+  ``w`` units of a resource per byte), where the load is the weighted sum;
+* FlowNetwork (with or without per-message costs): bytes are conserved per resource, no flow
+  beats its (weighted) bottleneck, and flows alone on one link finish exactly as processor
+  sharing says (the last at total bytes ÷ bandwidth);
 * executor: link bytes equal the bytes of the transfers and collective steps routed over them,
   with or without the fast path and with contention released at random times;
 * collectives never beat the latency and bandwidth lower bound (simulator.analytic), and
@@ -57,12 +59,19 @@ def _maxmin(capacity, paths, caps) -> np.ndarray:
 def test_maxmin_is_feasible_and_optimal(fs) -> None:
     capacity, paths, caps = fs
     rate = _maxmin(capacity, paths, caps)
+    assert_feasible_and_optimal(capacity, paths, caps, [[1.0] * len(p) for p in paths], rate)
+
+
+def assert_feasible_and_optimal(capacity, paths, caps, weights, rate) -> None:
+    """Every resource carries at most its capacity (flows use ``weights[f][i]`` units of their
+    i-th resource per byte); every flow meets its cap or has a saturated resource on its path
+    where no other flow gets a higher rate (max-min optimality)."""
     load = np.zeros(len(capacity))
     for f, p in enumerate(paths):
         assert rate[f] > 0
         assert rate[f] <= caps[f] * (1 + TOL)
-        for r in p:
-            load[r] += rate[f]
+        for r, w in zip(p, weights[f], strict=True):
+            load[r] += rate[f] * w
     assert (load <= np.asarray(capacity) * (1 + TOL)).all()
     for f, p in enumerate(paths):
         if rate[f] >= caps[f] * (1 - TOL):
@@ -77,18 +86,45 @@ def test_maxmin_is_feasible_and_optimal(fs) -> None:
 
 
 @PROP
+@given(flow_sets(), st.data())
+def test_weighted_maxmin_is_feasible_and_optimal(fs, data) -> None:
+    capacity, paths, caps = fs
+    weights = [
+        data.draw(st.lists(st.floats(0.1, 10.0), min_size=len(p), max_size=len(p))) for p in paths
+    ]
+    inc_flow = np.array([f for f, p in enumerate(paths) for _ in p], dtype=np.int64)
+    inc_res = np.array([r for p in paths for r in p], dtype=np.int64)
+    inc_w = np.array([w for ws in weights for w in ws])
+    rate = maxmin_rates(
+        inc_flow, inc_res, len(paths), np.asarray(capacity, float), np.asarray(caps, float), inc_w
+    )
+    assert_feasible_and_optimal(capacity, paths, caps, weights, rate)
+
+
+@PROP
 @given(flow_sets(), st.lists(st.floats(0.0, 5.0), min_size=8, max_size=8), st.data())
 def test_flow_network_conserves_bytes_and_respects_bottlenecks(fs, starts, data) -> None:
+    """With or without per-message costs (each resource a cost per message, each flow some
+    messages per byte): every byte arrives, each resource carries exactly the bytes routed over
+    it, and no flow beats its own weighted bottleneck."""
     capacity, paths, caps = fs
     sizes = data.draw(st.lists(st.floats(1.0, 1e3), min_size=len(paths), max_size=len(paths)))
+    n_res = len(capacity)
+    per_message = data.draw(st.lists(st.floats(0.0, 50.0), min_size=n_res, max_size=n_res))
+    ratios = data.draw(st.lists(st.floats(0.0, 1.0), min_size=len(paths), max_size=len(paths)))
     env = simpy.Environment()
-    net = FlowNetwork(env, capacity)
+    net = FlowNetwork(env, capacity, per_message)
     done: dict[int, float] = {}
 
     def launch(f: int):
         yield env.timeout(starts[f])
-        ev = net.start(paths[f], sizes[f], caps[f])
+        ev = net.start(paths[f], sizes[f], caps[f], ratio=ratios[f])
         ev.callbacks.append(lambda _e: done.__setitem__(f, env.now))
+
+    def alone(f: int) -> float:
+        """Seconds alone: bytes x (1 + per_message x ratio) / capacity on the slowest resource."""
+        weighted = (capacity[r] / (1 + per_message[r] * ratios[f]) for r in paths[f])
+        return sizes[f] / min(caps[f], *weighted)
 
     for f in range(len(paths)):
         env.process(launch(f))
@@ -98,14 +134,11 @@ def test_flow_network_conserves_bytes_and_respects_bottlenecks(fs, starts, data)
     for f, p in enumerate(paths):
         for r in p:
             expected[r] += sizes[f]
-        alone = sizes[f] / min(caps[f], *(capacity[r] for r in p))
-        assert done[f] - starts[f] >= alone * (1 - TOL)
+        assert done[f] - starts[f] >= alone(f) * (1 - TOL)
     assert net.bytes_carried() == pytest.approx(expected, rel=TOL, abs=1e-6)
     # a busy resource is never idle: it has carried everything by the time it could have
     last = max(done.values())
-    assert last <= max(starts) + sum(
-        sizes[f] / min(caps[f], *(capacity[r] for r in paths[f])) for f in done
-    ) * (1 + TOL)
+    assert last <= max(starts) + sum(alone(f) for f in done) * (1 + TOL)
 
 
 @PROP
@@ -199,6 +232,11 @@ def test_link_bytes_match_routed_bytes_with_contention(n, kind, algorithm, extra
     assert fast.makespan == pytest.approx(slow.makespan, rel=TOL)
     expected = np.zeros(len(s.channels))
     for step in schedule(s, kind, group, 1e6, algorithm):
+        if step.multicast:  # one transmission per source: each channel of its routes once
+            for a in {a for a, _ in step.pairs}:
+                tree = {ch for x, b in step.pairs if x == a for ch in s.chip_route(a, b).channels}
+                expected[sorted(tree)] += step.nbytes
+            continue
         for a, b in step.pairs:
             for ch in s.chip_route(a, b).channels:
                 expected[ch] += step.nbytes

@@ -24,6 +24,7 @@ from simulator.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "validation" / "jia19.yaml"
+PREDICTIONS = ROOT / "validation" / "jia19_predictions.yaml"
 
 Kind = Literal["calibration", "validation", "not_modelled"]
 Field_ = Literal["time_s", "bandwidth_GBps"]
@@ -107,11 +108,15 @@ class Jia19File(StrictModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
-        ids = [r.id for r in self.records]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"record ids repeat: {dup}")
+        _check_unique([r.id for r in self.records], "record")
         return self
+
+
+def _check_unique(ids: list[str], what: str) -> None:
+    """A ValueError naming the ids that appear more than once."""
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"{what} ids repeat: {dup}")
 
 
 def load_records(path: Path = DATA) -> list[Record]:
@@ -175,3 +180,50 @@ def evaluate(record: Record) -> Check:
     """Run ``record``'s scenario and compare with the published value."""
     predicted = predict(record)
     return Check(record, predicted, relative_error(predicted, record.value))
+
+
+# ---- predictions for the withheld measurements ------------------------------------------------
+
+
+class Prediction(StrictModel):
+    """A withheld Jia19 case: the scenario that predicts it (there is no published value here)."""
+
+    id: str
+    ref: str = Field(description="The table family the reference names for the case.")
+    quantity: str
+    scenario: str = Field(description="Scenario path from the repository root.")
+    set: list[str] = Field(default_factory=list, description="--set overrides.")
+    note: str | None = None
+
+
+class PredictionsFile(StrictModel):
+    """The whole predictions file."""
+
+    schema_version: SchemaVersion
+    predictions: list[Prediction]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        _check_unique([p.id for p in self.predictions], "prediction")
+        return self
+
+
+def load_predictions(path: Path = PREDICTIONS) -> list[Prediction]:
+    """All predictions of ``path``, validated."""
+    return validate(load_document(path), PredictionsFile).predictions
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """A prediction's figures: time, payload bandwidth, messages sent."""
+
+    prediction: Prediction
+    time_s: float
+    bandwidth_GBps: float
+    messages: int
+
+
+def predict_case(p: Prediction) -> Predicted:
+    """Run a prediction's scenario."""
+    result = run_scenario(ROOT / p.scenario, tuple(p.set)).result
+    return Predicted(p, result.time_s, result.bandwidth_GBps, result.messages)

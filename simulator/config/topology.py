@@ -60,6 +60,29 @@ class DtypeCounts(StrictModel):
     fp32: PositiveInt
 
 
+class MessageKeys(StrictModel):
+    """Per-message costs of the exchange and the IPU-Links (docs/architecture.md, "Messages")."""
+
+    tile_send_cycles: NonNegativeFloat = Field(
+        description="sending tile's exchange port, per message, beyond the message's bytes"
+    )
+    tile_receive_cycles: NonNegativeFloat = Field(
+        description="receiving tile's exchange port, per message, beyond the message's bytes"
+    )
+    offchip_cycles: NonNegativeFloat = Field(
+        description="the chip's off-chip message engine, per message, each direction"
+    )
+    relay_cycles: NonNegativeFloat = Field(
+        description="a chip forwarding a message between two of its IPU-Links, per message"
+    )
+    ipu_link_overhead_bytes: NonNegativeFloat = Field(
+        description="header and framing one message adds on an IPU-Link"
+    )
+    latency_spread_cycles: NonNegativeFloat = Field(
+        description="half-range of tile-to-tile latencies (slowest of n deliveries)"
+    )
+
+
 class ChipFile(StrictModel):
     """One IPU generation. Every field maps onto :class:`simulator.hardware.model.ChipType`."""
 
@@ -110,6 +133,7 @@ class ChipFile(StrictModel):
     exchange_buffer_fraction: NonNegativeFloat = Field(
         description="of the widest layer's working set held as exchange copies"
     )
+    messages: MessageKeys = Field(description="per-message costs of exchange and IPU-Links")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,17 +2,23 @@
 
 Every algorithm is a list of :class:`Step`: in one step each listed pair moves ``nbytes`` in the
 same exchange phase, then each receiving chip reduces ``reduce_elems`` elements (reduce-scatter
-phases). Steps that are identical (same pairs, bytes, reduction) share a ``key`` so that the
-executor can simulate one and replay the rest while nothing else contends for their links.
+phases). In a ``multicast`` step each source sends its ``nbytes`` once and every chip it is
+paired with receives them (hardware multicast, :mod:`simulator.engine.messages`). Steps that
+are identical (same pairs, bytes, reduction) share a ``key`` so that the executor can simulate
+one and replay the rest while nothing else contends for their links.
 
 Algorithms (GCL names in brackets, see docs/collectives.md):
 ring [clockwise_ring], bidirectional_ring [bidirectional_ring_pair], meet_in_middle
 [meet_in_middle_ring], hierarchical (ring inside each IPU-Link domain, ring across domains over
-GW-Links, ring inside again), direct (every pair in one exchange: all-to-all and the rooted kinds).
+GW-Links, ring inside again), direct (every pair in one exchange: all-to-all and the rooted kinds),
+broadcast [broadcast] (every chip multicasts its piece to all others in one exchange: all-gather,
+and all-reduce with the reduction done locally by every chip). The ``broadcast`` kind is always
+one multicast from the root, whatever the algorithm.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,8 +33,9 @@ class Step:
 
     key: int
     pairs: Pairs
-    nbytes: float  # per pair
+    nbytes: float  # per pair (per source, for a multicast step)
     reduce_elems: float = 0.0  # per receiving chip, after the exchange
+    multicast: bool = False  # each source's bytes sent once to all its pairs' destinations
 
 
 # GCL's choice of ring algorithm (graphcore/poplibs lib/popops/ReplicatedCollectives.cpp,
@@ -43,8 +50,68 @@ _GCL_BIDIR_THRESHOLDS = (
 _GCL_MIM_ABOVE_RANKS = 16
 
 
-def choose_algorithm(system: System, kind: str, group: Sequence[int], nbytes: float) -> str:
-    """The algorithm GCL would pick for a replicated collective (one IPU per rank)."""
+def choose_algorithm(
+    system: System,
+    kind: str,
+    group: Sequence[int],
+    nbytes: float,
+    *,
+    tiles: int | None = None,
+    elem_bytes: float = 4.0,
+) -> str:
+    """The algorithm ``auto`` runs: GCL's published ring rule (:func:`gcl_ring_choice`), or
+    GCL's ``broadcast`` method for a small all-gather or all-reduce where that is faster.
+
+    GCL offers a broadcast method beside its rings (ipu-hardware §3) but its rule for picking
+    it is not public. Here it is considered for small buffers only — where the ring method's
+    closed form is at least half latency, so its 2(N−1) steps cost more than their bytes — and
+    picked where its own closed form (uncontended, per-message costs included:
+    :func:`simulator.engine.messages.steps_seconds`) is faster.
+    """
+    ring = gcl_ring_choice(system, kind, group, nbytes)
+    if kind not in ("all_gather", "all_reduce") or len(group) < 2 or not nbytes > 0:
+        return ring
+    key = (kind, tuple(group), float(nbytes), tiles, float(elem_bytes))
+    memo = _CHOICES.setdefault(system, {})
+    hit = memo.get(key)
+    if hit is None:
+        # messages.py builds on this module's Step, so it is imported here, not at the top
+        from simulator.engine.messages import steps_seconds
+
+        def seconds(algorithm: str) -> tuple[float, float]:
+            steps = schedule(system, kind, group, nbytes, algorithm, elem_bytes=elem_bytes)
+            return steps_seconds(system, steps, tiles, elem_bytes)
+
+        ring_s, ring_latency = seconds(ring)
+        # every chip must take in the others' pieces: no faster than its links allow
+        pieces = (len(group) - 1) * (nbytes if kind == "all_reduce" else nbytes / len(group))
+        floor = max(pieces / _inbound_Bps(system, c) for c in group)
+        small = 2 * ring_latency >= ring_s and floor < ring_s
+        hit = "broadcast" if small and seconds("broadcast")[0] < ring_s else ring
+        memo[key] = hit
+    return hit
+
+
+def _inbound_Bps(system: System, chip: int) -> float:
+    """Bytes per second all of a chip's incoming channels carry together."""
+    inbound = _INBOUND.get(system)
+    if inbound is None:
+        inbound = _INBOUND[system] = {}
+        for ch in system.channels:
+            inbound[ch.dst] = inbound.get(ch.dst, 0.0) + ch.capacity_Bps
+    return inbound.get(system.chips[chip].node) or float("inf")
+
+
+_INBOUND: weakref.WeakKeyDictionary[System, dict[str, float]] = weakref.WeakKeyDictionary()
+
+
+_CHOICES: weakref.WeakKeyDictionary[System, dict[tuple[object, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def gcl_ring_choice(system: System, kind: str, group: Sequence[int], nbytes: float) -> str:
+    """The ring algorithm GCL would pick for a replicated collective (one IPU per rank)."""
     if kind in ("all_to_all", "broadcast", "gather", "scatter"):
         return "direct"
     domains = {system.chips[c].domain for c in group}
@@ -157,12 +224,14 @@ def schedule(
     *,
     elem_bytes: float = 4.0,
     root: int | None = None,
+    tiles: int | None = None,
 ) -> list[Step]:
     """The steps of collective ``kind`` over ``group`` (ring order) with ``nbytes`` per chip.
 
     ``nbytes`` is the full buffer of one chip: the input of all-reduce and reduce-scatter, the
     output of all-gather and gather, the input of scatter and all-to-all, the payload of
-    broadcast and reduce.
+    broadcast and reduce. ``tiles``: the tiles the buffer is spread over (None: all), which
+    ``auto`` weighs (:func:`choose_algorithm`).
     """
     group = tuple(group)
     n = len(group)
@@ -170,7 +239,9 @@ def schedule(
     if n < 2 or nbytes <= 0:
         return []
     if algorithm == "auto":
-        algorithm = choose_algorithm(system, kind, group, nbytes)
+        algorithm = choose_algorithm(
+            system, kind, group, nbytes, tiles=tiles, elem_bytes=elem_bytes
+        )
     root = group[0] if root is None else root
     others = tuple(c for c in group if c != root)
     if kind in ("all_to_all", "broadcast", "gather", "scatter") or algorithm == "direct":
@@ -178,7 +249,7 @@ def schedule(
             pairs = tuple((a, b) for a in group for b in group if a != b)
             return [Step(keys.new(), pairs, nbytes / n)]
         if kind == "broadcast":
-            return [Step(keys.new(), tuple((root, c) for c in others), nbytes)]
+            return [Step(keys.new(), tuple((root, c) for c in others), nbytes, multicast=True)]
         if kind == "gather":
             return [Step(keys.new(), tuple((c, root) for c in others), nbytes / n)]
         if kind == "scatter":
@@ -193,6 +264,13 @@ def schedule(
                 )
             ]
         algorithm = "ring"  # all_reduce / reduce_scatter / all_gather have no direct form here
+    if algorithm == "broadcast" and kind in ("all_gather", "all_reduce"):
+        everyone = tuple((a, b) for a in group for b in group if a != b)
+        if kind == "all_gather":
+            return [Step(keys.new(), everyone, nbytes / n, multicast=True)]
+        return [Step(keys.new(), everyone, nbytes, (n - 1) * nbytes / elem_bytes, multicast=True)]
+    if algorithm == "broadcast":
+        algorithm = "ring"  # reduce-scatter and reduce gain nothing from multicast
     if algorithm == "hierarchical":
         return _hierarchical(system, kind, group, nbytes, elem_bytes, keys, root)
     rings = [group]
@@ -269,6 +347,7 @@ def ring_closed_form(n: int, nbytes: float, alpha_s: float, beta_Bps: float) -> 
 __all__ = [
     "Step",
     "choose_algorithm",
+    "gcl_ring_choice",
     "minimum_payload",
     "ring_closed_form",
     "ring_order",

@@ -19,6 +19,7 @@ import simpy
 
 from simulator.engine.collectives import Step, schedule
 from simulator.engine.flows import on_all
+from simulator.engine.messages import Flow, step_flows
 from simulator.engine.tasks import Collective
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ ELEM_BYTES = {"fp16": 2.0, "fp32": 4.0}
 @dataclass(frozen=True, slots=True)
 class _Measured:
     duration: float  # whole step: exchange and reduction
-    sent: np.ndarray  # per pair: seconds from step start until its last byte was sent
-    latency: np.ndarray  # per pair: route latency added after the last byte
+    sent: np.ndarray  # per flow: seconds from step start until its last byte was sent
+    latency: np.ndarray  # per flow: latency added after the last byte
 
 
 class CollectiveRun:
@@ -51,12 +52,14 @@ class CollectiveRun:
             task.algorithm,
             elem_bytes=self.elem_bytes,
             root=task.root,
+            tiles=task.tiles,
         )
         self.fast = ex.fast_collectives
         # every step opens with a sync of the whole group (its scope's cost) before its exchange
         self.sync_s = ex.system.sync_latency_s(task.group) if len(set(task.group)) > 1 else 0.0
         self._gw_steps: dict[int, bool] = {}
         self._cache: dict[int, _Measured] = {}
+        self._flows: dict[int, list[Flow]] = {}
         self._replays: dict[int, int] = {}
         self._replaying = False
         self._proc: simpy.Process | None = None
@@ -68,8 +71,8 @@ class CollectiveRun:
         if self.fast:
             resources: set[int] = set()
             for key_step in {s.key: s for s in self.steps}.values():
-                for a, b in key_step.pairs:
-                    resources.update(self._path(a, b)[0])
+                for f in self._flows_of(key_step):
+                    resources.update(f.resources)
             self.fast = self.ex.net.claim(self, sorted(resources))
         self._proc = self.env.process(self._run())
 
@@ -80,8 +83,12 @@ class CollectiveRun:
             self._proc.interrupt()
 
     # ---- internals --------------------------------------------------------------------------
-    def _path(self, a: int, b: int) -> tuple[tuple[int, ...], float, float]:
-        return self.ex.paths.path(a, b, tiles=self.task.tiles)
+    def _flows_of(self, step: Step) -> list[Flow]:
+        """The step's flows (message costs, multicast and delivery spread included)."""
+        flows = self._flows.get(step.key)
+        if flows is None:
+            flows = self._flows[step.key] = step_flows(self.ex.paths, step, self.task.tiles)
+        return flows
 
     def _reduce_seconds(self, step: Step) -> float:
         if step.reduce_elems <= 0:
@@ -138,14 +145,14 @@ class CollectiveRun:
         env = self.env
         t0 = env.now
         clean = self.fast
-        n = len(step.pairs)
+        flows = self._flows_of(step)
+        n = len(flows)
         sent = np.zeros(n)
         latency = np.zeros(n)
         events = []
-        for i, (a, b) in enumerate(step.pairs):
-            res, cap, lat = self._path(a, b)
-            latency[i] = lat
-            ev = self.ex.net.start(res, step.nbytes, cap, owner=self)
+        for i, f in enumerate(flows):
+            latency[i] = f.latency
+            ev = self.ex.net.start(f.resources, f.nbytes, f.cap, owner=self, ratio=f.ratio)
 
             def record_sent(_e: simpy.Event, i: int = i) -> None:
                 sent[i] = env.now - t0
@@ -166,21 +173,20 @@ class CollectiveRun:
         t0 = env.now - elapsed
         finish = t0 + m.sent + m.latency
         events = []
-        for i, (a, b) in enumerate(step.pairs):
-            res, cap, lat = self._path(a, b)
+        for i, f in enumerate(self._flows_of(step)):
             if m.sent[i] <= elapsed:  # sent in full during the replay
-                self.ex.net.add_bytes(res, step.nbytes)
+                self.ex.net.add_bytes(f.resources, f.nbytes)
                 continue
-            left = step.nbytes * (1.0 - elapsed / m.sent[i])
-            ev = self.ex.net.start(res, left, cap, owner=self)
+            left = f.nbytes * (1.0 - elapsed / m.sent[i])
+            ev = self.ex.net.start(f.resources, left, f.cap, owner=self, ratio=f.ratio)
 
-            def record_finish(_e: simpy.Event, i: int = i, lat: float = lat) -> None:
+            def record_finish(_e: simpy.Event, i: int = i, lat: float = f.latency) -> None:
                 finish[i] = env.now + lat
 
             ev.callbacks.append(record_finish)
             events.append(ev)
             # bytes already sent in the replay
-            self.ex.net.add_bytes(res, step.nbytes - left)
+            self.ex.net.add_bytes(f.resources, f.nbytes - left)
         yield from self._wait_all(events)
         end = float(finish.max()) + self._reduce_seconds(step)
         yield env.timeout(max(end - env.now, 0.0))
@@ -196,8 +202,7 @@ class CollectiveRun:
     def _account_replays(self) -> None:
         by_key = {s.key: s for s in self.steps}
         for key, count in self._replays.items():
-            step = by_key[key]
-            flat: list[int] = []
-            for a, b in step.pairs:
-                flat.extend(self._path(a, b)[0])
-            self.ex.net.add_bytes(flat, step.nbytes * count)
+            flows = self._flows_of(by_key[key])
+            flat = [r for f in flows for r in f.resources]
+            amounts = [f.nbytes * count for f in flows for _ in f.resources]
+            self.ex.net.add_bytes(flat, amounts)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 import simpy
 
 from simulator.engine.collectives_run import CollectiveRun
-from simulator.engine.flows import FlowNetwork
+from simulator.engine.flows import FlowNetwork, on_all
 from simulator.engine.graph import TaskGraph
+from simulator.engine.messages import Flow, multicast, phase, transfer
 from simulator.engine.paths import PathModel
 from simulator.engine.tasks import (
     TASK_KIND,
@@ -35,6 +37,8 @@ from simulator.engine.tasks import (
     Rng,
     Sync,
     Task,
+    TileMessages,
+    TileMulticast,
     Transfer,
 )
 from simulator.engine.trace import Span, Trace
@@ -95,7 +99,11 @@ class Executor:
         self.graph = graph
         self.fast_collectives = fast_collectives
         self.env = CountingEnvironment()
-        self.net = FlowNetwork(self.env, [c.capacity_Bps for c in system.channels])
+        self.net = FlowNetwork(
+            self.env,
+            [c.capacity_Bps for c in system.channels],
+            [c.message_overhead_bytes for c in system.channels],
+        )
         n = system.num_chips
         self.paths = PathModel(system, self.net.add_resource)
         self._busy = [False] * n
@@ -162,7 +170,9 @@ class Executor:
         task = self.graph.nodes[tid].task
         if isinstance(task, MemLoad) and task.hold:
             self.acquire((task.chip,), lambda: self._start(tid))
-        elif isinstance(task, Transfer | MemLoad | MemStore | HostLoad):
+        elif isinstance(
+            task, Transfer | TileMessages | TileMulticast | MemLoad | MemStore | HostLoad
+        ):
             self._start(tid)
         elif isinstance(task, Rng):
             self.acquire((task.chip,), lambda: self._start(tid), rng=True)
@@ -197,17 +207,41 @@ class Executor:
         elif isinstance(task, Rng):
             self._after(rng_seconds(ct_of[task.chip].type, task), tid)
         elif isinstance(task, Transfer):
-            res, cap, lat = self.paths.path(
-                task.src, task.dst, task.src_tile, task.dst_tile, task.tiles
+            p = self.paths
+            one = transfer(
+                p, task.src, task.dst, task.bytes, task.src_tile, task.dst_tile, task.tiles
             )
-            ev = self.net.start(res, task.bytes, cap)
-            ev.callbacks.append(lambda _e: self._after(lat, tid))
+            self._flows(tid, phase(p, [one]))
+        elif isinstance(task, TileMessages):
+            p, b = self.paths, task.bytes
+            self._flows(tid, phase(p, [transfer(p, a, d, b, s, t) for a, s, d, t in task.sends]))
+        elif isinstance(task, TileMulticast):
+            p = self.paths
+            one = multicast(
+                p, task.src, task.dsts, task.bytes, src_tile=task.src_tile, tiles=task.tiles
+            )
+            self._flows(tid, phase(p, [one]))
         elif isinstance(task, MemLoad | MemStore):
             self._memory(tid, task)
         elif isinstance(task, Collective):
             CollectiveRun(self, tid, task).start()
         else:  # pragma: no cover - the Task union is closed
             raise TypeError(f"unknown task type {type(task).__name__}")
+
+    def _flows(self, tid: int, flows: list[Flow]) -> None:
+        """Start ``flows`` together; the task ends when the last one's receivers have it."""
+        env = self.env
+        ends: list[float] = []
+
+        def landed(_e: simpy.Event, lat: float) -> None:
+            ends.append(env.now + lat)
+
+        events = []
+        for f in flows:
+            ev = self.net.start(f.resources, f.nbytes, f.cap, ratio=f.ratio)
+            ev.callbacks.append(partial(landed, lat=f.latency))
+            events.append(ev)
+        on_all(events, lambda: self._after(max(ends, default=env.now) - env.now, tid))
 
     def _memory(self, tid: int, task: MemLoad | MemStore) -> None:
         chip = self.system.chips[task.chip]
@@ -284,6 +318,20 @@ class Executor:
             tr.link_spans.extend(
                 Span(ch, start, end, "transfer", tid, label, bytes=task.bytes)
                 for ch in route.channels
+            )
+        elif isinstance(task, TileMessages | TileMulticast):
+            per: dict[int, float] = {}
+            if isinstance(task, TileMessages):
+                for a, _, d, _ in task.sends:
+                    for ch in self.system.chip_route(a, d).channels:
+                        per[ch] = per.get(ch, 0.0) + task.bytes
+            else:
+                for d in task.dsts:
+                    for ch in self.system.chip_route(task.src, d).channels:
+                        per[ch] = task.bytes  # a multicast crosses each channel once
+            tr.link_spans.extend(
+                Span(ch, start, end, "transfer", tid, label, bytes=b)
+                for ch, b in sorted(per.items())
             )
 
 

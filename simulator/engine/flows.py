@@ -1,11 +1,16 @@
 """Max-min fair sharing of link and port capacity between concurrent flows, inside SimPy.
 
-A *resource* is anything with a capacity in bytes/s that flows share: one direction of a link
-(a :class:`~simulator.hardware.model.Channel`), a tile's exchange port, a chip's aggregate
-exchange. A *flow* moves bytes across a tuple of resources, optionally with a private rate cap.
-Rates are the max-min fair allocation (progressive filling, vectorised with NumPy) and are
-recomputed only when the set of flows changes: all arrivals and departures at one instant are
-folded into one recomputation, scheduled after every other event of that instant.
+A *resource* is anything with a capacity that flows share: one direction of a link (a
+:class:`~simulator.hardware.model.Channel`), a tile's exchange port, a chip's aggregate
+exchange (capacities in bytes/s), or a message engine (capacity 1: the fraction of its time it
+is busy). A *flow* moves bytes across a tuple of resources, optionally with a private rate cap.
+Each resource has a cost per byte (1 for links and ports, 0 for engines) and a cost per message
+(header bytes, a port's cycles as bytes, an engine's seconds); a flow that carries ``ratio``
+messages per byte uses ``per_byte + per_message × ratio`` units of a resource per byte it
+moves (:mod:`simulator.engine.messages`).
+Rates are the weighted max-min fair allocation (progressive filling, vectorised with NumPy) and
+are recomputed only when the set of flows changes: all arrivals and departures at one instant
+are folded into one recomputation, scheduled after every other event of that instant.
 
 Owners may *claim* resources (:meth:`FlowNetwork.claim`): a collective that replays identical
 steps from a cache claims the resources it uses, and a foreign flow arriving on a claimed
@@ -14,6 +19,8 @@ resource calls the owner's ``on_contention`` hook so that it falls back to real 
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -46,25 +53,30 @@ def maxmin_rates(
     n_flows: int,
     capacity: np.ndarray,
     flow_cap: np.ndarray,
+    inc_weight: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Max-min fair rates by progressive filling.
+    """Weighted max-min fair rates by progressive filling.
 
     ``inc_flow[k]``/``inc_res[k]`` list which flow crosses which resource (indices into
-    ``capacity``; ``inc_flow`` non-decreasing); ``flow_cap`` is each flow's own ceiling
-    (``inf`` for none). Every flow must cross a resource or have a finite cap.
+    ``capacity``; ``inc_flow`` non-decreasing); ``inc_weight[k]`` (> 0) is how many units of
+    that resource the flow uses per byte it moves (None: 1 everywhere); ``flow_cap`` is each
+    flow's own ceiling (``inf`` for none). Every flow must cross a resource or have a finite
+    cap.
 
-    All unfrozen flows share one rising level, so a resource saturates at level
-    ``(capacity - frozen usage) / unfrozen flows``; each round freezes the flows of the
-    resources (or caps) that saturate first and updates only the resources those flows cross.
+    All unfrozen flows share one rising level (bytes/s), so a resource saturates at level
+    ``(capacity - frozen usage) / sum of the unfrozen flows' weights``; each round freezes the
+    flows of the resources (or caps) that saturate first and updates only the resources those
+    flows cross.
     """
     rate = np.zeros(n_flows)
     if n_flows == 0:
         return rate
     n_res = capacity.size
+    weight = np.ones(inc_res.size) if inc_weight is None else inc_weight
+    count = np.bincount(inc_res, weights=weight, minlength=n_res)
     counts = np.bincount(inc_res, minlength=n_res)
-    live = np.nonzero(counts)[0]  # resources that still carry unfrozen flows
+    live = np.nonzero(count > 0)[0]  # resources that still carry unfrozen flows
     avail = capacity.astype(float).copy()
-    count = counts.astype(float)
     flow_ptr = np.searchsorted(inc_flow, np.arange(n_flows + 1))
     by_res = np.argsort(inc_res, kind="stable")
     res_ptr = np.concatenate([[0], np.cumsum(counts)])
@@ -92,9 +104,11 @@ def maxmin_rates(
         rate[newly] = np.minimum(level, flow_cap[newly])
         pos = _ranges(flow_ptr[newly], flow_ptr[newly + 1])
         res = inc_res[pos]
-        np.subtract.at(avail, res, rate[inc_flow[pos]])
-        np.subtract.at(count, res, 1.0)
-        live = live[count[live] > 0]
+        w = weight[pos]
+        avail -= np.bincount(res, weights=rate[inc_flow[pos]] * w, minlength=n_res)
+        count -= np.bincount(res, weights=w, minlength=n_res)
+        counts -= np.bincount(res, minlength=n_res)
+        live = live[counts[live] > 0]
         left -= newly.size
     return rate
 
@@ -102,10 +116,23 @@ def maxmin_rates(
 class FlowNetwork:
     """Concurrent flows over shared resources; each flow's event fires when its bytes are sent."""
 
-    def __init__(self, env: simpy.Environment, capacities: Sequence[float] = ()) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        capacities: Sequence[float] = (),
+        per_message: Sequence[float] | None = None,
+    ) -> None:
         self.env = env
         self._capacity: list[float] = list(capacities)
+        self._per_byte: list[float] = [1.0] * len(self._capacity)
+        self._per_msg: list[float] = (
+            [0.0] * len(self._capacity) if per_message is None else list(per_message)
+        )
+        if len(self._per_msg) != len(self._capacity):
+            raise ValueError("per_message must give one value per resource")
         self._cap_np = np.asarray(self._capacity, dtype=float)
+        self._pb_np = np.asarray(self._per_byte, dtype=float)
+        self._pm_np = np.asarray(self._per_msg, dtype=float)
         self._last = 0.0
         # active flows, aligned arrays
         self._rem = np.zeros(0)
@@ -113,8 +140,9 @@ class FlowNetwork:
         self._fcap = np.zeros(0)
         self._inc_flow = np.zeros(0, dtype=np.int64)
         self._inc_res = np.zeros(0, dtype=np.int64)
+        self._inc_w = np.zeros(0)
         self._events = np.zeros(0, dtype=object)
-        self._pending: list[tuple[tuple[int, ...], float, float, simpy.Event]] = []
+        self._pending: list[tuple[tuple[int, ...], float, float, simpy.Event, float]] = []
         self._update_scheduled = False
         self._wake_token = 0
         self._claims: dict[int, ContentionListener] = {}
@@ -123,11 +151,16 @@ class FlowNetwork:
         self.flows_started = 0
 
     # ---- resources --------------------------------------------------------------------------
-    def add_resource(self, capacity_Bps: float) -> int:
-        """A new resource with the given capacity; returns its index."""
+    def add_resource(
+        self, capacity_Bps: float, per_message: float = 0.0, per_byte: float = 1.0
+    ) -> int:
+        """A new resource with the given capacity and costs per message and per byte (in units
+        of the capacity); returns its index."""
         if not capacity_Bps > 0:
             raise ValueError(f"resource capacity must be > 0, got {capacity_Bps}")
         self._capacity.append(float(capacity_Bps))
+        self._per_byte.append(float(per_byte))
+        self._per_msg.append(float(per_message))
         return len(self._capacity) - 1
 
     def _sync_arrays(self) -> None:
@@ -135,6 +168,8 @@ class FlowNetwork:
         n = len(self._capacity)
         if self._cap_np.size != n:
             self._cap_np = np.asarray(self._capacity, dtype=float)
+            self._pb_np = np.asarray(self._per_byte, dtype=float)
+            self._pm_np = np.asarray(self._per_msg, dtype=float)
             grown = np.zeros(n)
             grown[: self._bytes_per_res.size] = self._bytes_per_res
             self._bytes_per_res = grown
@@ -152,10 +187,12 @@ class FlowNetwork:
         self._advance()
         return self._bytes_per_res.copy()
 
-    def add_bytes(self, resources: Sequence[int], nbytes: float) -> None:
-        """Account bytes on resources without simulating them (used by cached replays)."""
+    def add_bytes(self, resources: Sequence[int], nbytes: float | Sequence[float]) -> None:
+        """Account bytes on resources without simulating them (used by cached replays):
+        ``nbytes`` on each, or one amount per resource."""
         self._sync_arrays()
-        np.add.at(self._bytes_per_res, np.asarray(resources, dtype=np.int64), nbytes)
+        amounts = nbytes if isinstance(nbytes, float | int) else np.asarray(nbytes, dtype=float)
+        np.add.at(self._bytes_per_res, np.asarray(resources, dtype=np.int64), amounts)
 
     # ---- claims -------------------------------------------------------------------------------
     def busy(self, resources: Sequence[int]) -> bool:
@@ -186,9 +223,15 @@ class FlowNetwork:
         nbytes: float,
         rate_cap: float = np.inf,
         owner: object | None = None,
+        ratio: float = 0.0,
     ) -> simpy.Event:
-        """Start a flow; the returned event succeeds when its last byte has been sent."""
-        if not np.isfinite(nbytes):  # an infinite or NaN remainder never drains: no end event
+        """Start a flow; the returned event succeeds when its last byte has been sent.
+
+        ``ratio``: messages per byte the flow carries (its per-message costs on each resource
+        are paid in proportion to the bytes it moves). Every resource it crosses must cost it
+        something (a per-byte cost, or a per-message cost with ``ratio`` > 0).
+        """
+        if not math.isfinite(nbytes):  # an infinite or NaN remainder never drains: no end event
             raise ValueError(f"a flow must carry a finite number of bytes, got {nbytes}")
         ev = self.env.event()
         self.flows_started += 1
@@ -201,7 +244,7 @@ class FlowNetwork:
         if nbytes <= 0:
             ev.succeed()
             return ev
-        self._pending.append((resources, float(nbytes), float(rate_cap), ev))
+        self._pending.append((resources, float(nbytes), float(rate_cap), ev, float(ratio)))
         self._request_update()
         return ev
 
@@ -242,6 +285,7 @@ class FlowNetwork:
             inc_keep = keep[self._inc_flow]
             self._inc_flow = new_index[self._inc_flow[inc_keep]]
             self._inc_res = self._inc_res[inc_keep]
+            self._inc_w = self._inc_w[inc_keep]
             self._rem = self._rem[keep]
             self._fcap = self._fcap[keep]
             self._events = self._events[keep]
@@ -251,12 +295,16 @@ class FlowNetwork:
             res_lists = [p[0] for p in self._pending]
             lengths = np.fromiter((len(r) for r in res_lists), dtype=np.int64, count=len(res_lists))
             flat = np.fromiter(
-                (r for rs in res_lists for r in rs), dtype=np.int64, count=int(lengths.sum())
+                itertools.chain.from_iterable(res_lists), dtype=np.int64, count=int(lengths.sum())
             )
             self._inc_flow = np.concatenate(
                 [self._inc_flow, base + np.repeat(np.arange(len(res_lists)), lengths)]
             )
             self._inc_res = np.concatenate([self._inc_res, flat])
+            ratio = np.repeat(np.fromiter((p[4] for p in self._pending), dtype=float), lengths)
+            self._inc_w = np.concatenate(
+                [self._inc_w, self._pb_np[flat] + self._pm_np[flat] * ratio]
+            )
             self._rem = np.concatenate([self._rem, [p[1] for p in self._pending]])
             self._fcap = np.concatenate([self._fcap, [p[2] for p in self._pending]])
             new_events = np.empty(len(self._pending), dtype=object)
@@ -270,7 +318,7 @@ class FlowNetwork:
             self._rate = np.zeros(0)
             return
         self._rate = maxmin_rates(
-            self._inc_flow, self._inc_res, self._rem.size, self._cap_np, self._fcap
+            self._inc_flow, self._inc_res, self._rem.size, self._cap_np, self._fcap, self._inc_w
         )
         with np.errstate(divide="ignore"):
             eta = float(np.min(self._rem / self._rate))

@@ -1,7 +1,11 @@
 """Which shared resources a transfer crosses, its own rate ceiling and its no-load latency.
 
 Resources are the system's channels (ids equal to channel ids), each chip's aggregate exchange
-out and in, and — for tile-level transfers — single tiles' exchange ports, created on demand.
+out and in, single tiles' exchange ports (for tile-level transfers), and each chip's message
+engines: the off-chip egress and ingress engines and the relay engine that forwards messages
+between IPU-Links (created on demand, only where the chip's per-message cost is not zero).
+Every resource also has a cost per message (:mod:`simulator.engine.messages`): header bytes on a
+link, cycles on a tile port, seconds on an engine.
 The executor (flows) and the closed-form estimate (:mod:`simulator.analytic`) share this.
 """
 
@@ -10,27 +14,56 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from simulator.hardware.model import ChipType
 from simulator.hardware.system import System
 
 PathInfo = tuple[tuple[int, ...], float, float]  # resources, per-flow cap (B/s), latency (s)
+
+# engine kinds: the chip's off-chip egress, off-chip ingress, and relay (forwarding) engines
+EGRESS, INGRESS, RELAY = 0, 1, 2
 
 
 class PathModel:
     """Maps transfers onto resources; ``add_resource`` allocates a new resource id."""
 
-    def __init__(self, system: System, add_resource: Callable[[float], int]) -> None:
+    def __init__(self, system: System, add_resource: Callable[[float, float, float], int]) -> None:
         self.system = system
         self._add = add_resource
         self.capacity: dict[int, float] = {c.id: c.capacity_Bps for c in system.channels}
-        self.xout = [self._new(c.type.tiles * c.type.tile_exchange_Bps) for c in system.chips]
-        self.xin = [self._new(c.type.tiles * c.type.tile_exchange_Bps) for c in system.chips]
+        # resources other than channels: (units used per payload byte, per message)
+        self._costs: dict[int, tuple[float, float]] = {}
+        self._channels = len(system.channels)
+        self.xout = [self._port(c.type, None) for c in system.chips]
+        self.xin = [self._port(c.type, None, send=False) for c in system.chips]
         self._tile_ports: dict[tuple[int, int, int], int] = {}
+        # per engine kind, per chip: the resource id, None (costs nothing) or -1 (not made yet)
+        self._engines: tuple[list[int | None], ...] = tuple(
+            [-1] * len(system.chips) for _ in range(3)
+        )
+        self._chip_of_node = {c.node: c.id for c in system.chips}
         self._cache: dict[tuple[int, int, int, int, int], PathInfo] = {}
+        self._routes: dict[tuple[int, int], tuple[tuple[int, ...], float]] = {}
 
-    def _new(self, capacity: float) -> int:
-        rid = self._add(capacity)
+    def _new(self, capacity: float, per_message: float = 0.0, per_byte: float = 1.0) -> int:
+        rid = self._add(capacity, per_message, per_byte)
         self.capacity[rid] = capacity
+        self._costs[rid] = (per_byte, per_message)
         return rid
+
+    def costs(self, resource: int) -> tuple[float, float]:
+        """A resource's cost per payload byte and per message, in units of its capacity
+        (a channel: 1 and its header bytes; a port: 1 and its cycles' worth of bytes; an
+        engine: 0 and its seconds)."""
+        if 0 <= resource < self._channels:
+            return 1.0, self.system.channels[resource].message_overhead_bytes
+        return self._costs[resource]
+
+    def _port(self, ct: ChipType, tiles: int | None, send: bool = True) -> int:
+        """An exchange port resource: one tile's (``tiles=1``) or the chip's aggregate."""
+        port = ct.tile_exchange_Bps
+        cycles = ct.messages.tile_send_cycles if send else ct.messages.tile_receive_cycles
+        # a message occupies one tile's port for `cycles`: that many cycles of one port's bytes
+        return self._new((tiles or ct.tiles) * port, cycles * port / ct.clock_hz)
 
     def tile_port(self, chip: int, tile: int, direction: int) -> int:
         """Resource of one tile's exchange port (direction 0: out, 1: in)."""
@@ -40,9 +73,55 @@ class PathModel:
             ct = self.system.chips[chip].type
             if not 0 <= tile < ct.tiles:
                 raise ValueError(f"chip {chip} has tiles 0..{ct.tiles - 1}, not {tile}")
-            res = self._new(ct.tile_exchange_Bps)
+            res = self._port(ct, 1, send=direction == 0)
             self._tile_ports[key] = res
         return res
+
+    def engine(self, chip: int, kind: int) -> int | None:
+        """The chip's egress, ingress or relay message engine; None where it costs nothing.
+
+        An engine has capacity 1 (the fraction of its time it is busy) and costs its cycles
+        per message and nothing per byte: the links behind it carry the bytes.
+        """
+        res = self._engines[kind][chip]
+        if res == -1:
+            ct = self.system.chips[chip].type
+            cycles = ct.messages.relay_cycles if kind == RELAY else ct.messages.offchip_cycles
+            res = self._new(1.0, cycles / ct.clock_hz, 0.0) if cycles > 0 else None
+            self._engines[kind][chip] = res
+        return res
+
+    def route_to(self, src: int, dst: int) -> tuple[tuple[int, ...], float]:
+        """The route from chip ``src`` to ``dst`` as resources — its channels with the message
+        engines it passes: the source's egress, every chip it is forwarded through, the
+        destination's ingress — and its no-load latency (cached)."""
+        key = (src, dst)
+        hit = self._routes.get(key)
+        if hit is not None:
+            return hit
+        route = self.system.chip_route(src, dst)
+        out: list[int] = []
+        if route.channels:
+            out = self._with_engines(src, dst, route.channels)
+        self._routes[key] = (tuple(out), route.latency_s)
+        return self._routes[key]
+
+    def _with_engines(self, src: int, dst: int, route: tuple[int, ...]) -> list[int]:
+        eg = self.engine(src, EGRESS)
+        out: list[int] = [route[0]] if eg is None else [eg, route[0]]
+        if len(route) > 1:
+            channels, chip_of = self.system.channels, self._chip_of_node
+            for ch in route[1:]:
+                relay = chip_of.get(channels[ch].src)
+                if relay is not None:
+                    r = self.engine(relay, RELAY)
+                    if r is not None:
+                        out.append(r)
+                out.append(ch)
+        ing = self.engine(dst, INGRESS)
+        if ing is not None:
+            out.append(ing)
+        return out
 
     def path(
         self,
@@ -70,7 +149,7 @@ class PathModel:
         if hit is not None:
             return hit
         ct = self.system.chips[src].type
-        route = self.system.chip_route(src, dst)
+        middle, route_latency = self.route_to(src, dst)
         offchip = src != dst
         if src_tile is None or dst_tile is None:
             first, last = self.xout[src], self.xin[dst]
@@ -79,7 +158,8 @@ class PathModel:
         else:
             first, last = self.tile_port(src, src_tile, 0), self.tile_port(dst, dst_tile, 1)
             cap = ct.tile_offchip_Bps if offchip else math.inf
-        out = ((first, *route.channels, last), cap, ct.exchange_latency_s + route.latency_s)
+        resources = (first, *middle, last)
+        out = (resources, cap, ct.exchange_latency_s + route_latency)
         self._cache[key] = out
         return out
 
@@ -89,7 +169,8 @@ class PathModel:
         """A stream between a non-chip node (``ddr:m``, ``host:h``) and ``chip``.
 
         Latency is the route's own (the host and Streaming Memory figures are end to end); one
-        named tile caps the stream at a tile's off-chip rate.
+        named tile caps the stream at a tile's off-chip rate. Streams are DMA transfers, not
+        tile messages: they pass no message engine and pay no per-message cost.
         """
         ct = self.system.chips[chip].type
         cnode = self.system.chips[chip].node
@@ -118,8 +199,3 @@ class PathModel:
         if hosts is not None and hosts.samples_per_s_per_host and samples > 0:
             cap = hosts.samples_per_s_per_host * nbytes / samples
         return route.channels, cap, route.latency_s
-
-    def bottleneck(self, info: PathInfo) -> float:
-        """The lowest rate along a path when it runs alone."""
-        resources, cap, _ = info
-        return min(cap, *(self.capacity[r] for r in resources))

@@ -30,7 +30,7 @@ COLLECTIVE_KINDS: tuple[str, ...] = (
     "scatter",
 )
 Algorithm = Literal[
-    "auto", "ring", "bidirectional_ring", "meet_in_middle", "hierarchical", "direct"
+    "auto", "ring", "bidirectional_ring", "meet_in_middle", "hierarchical", "direct", "broadcast"
 ]
 ALGORITHMS: tuple[str, ...] = (
     "auto",
@@ -39,6 +39,7 @@ ALGORITHMS: tuple[str, ...] = (
     "meet_in_middle",
     "hierarchical",
     "direct",
+    "broadcast",
 )
 
 
@@ -103,6 +104,32 @@ class Transfer:
     src_tile: int | None = None
     dst_tile: int | None = None
     tiles: int | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TileMessages:
+    """One exchange phase of single-tile messages: each ``(src, src_tile, dst, dst_tile)``
+    sends ``bytes`` from one tile to one tile (possibly on the same chip). The phase ends when
+    the last message lands; messages landing on one chip wait for the slowest of them
+    (:mod:`simulator.engine.messages`)."""
+
+    sends: tuple[tuple[int, int, int, int], ...]
+    bytes: float
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TileMulticast:
+    """One message of ``bytes`` sent once by tile ``src_tile`` of chip ``src`` and received by
+    tiles ``0..tiles-1`` of every chip in ``dsts`` (the sending tile excluded): the exchange's
+    hardware multicast. Across IPU-Links it crosses each link of its routes once."""
+
+    src: int
+    src_tile: int
+    dsts: tuple[int, ...]
+    tiles: int
+    bytes: float
     label: str = ""
 
 
@@ -192,6 +219,8 @@ Task = (
     | Exchange
     | Rng
     | Transfer
+    | TileMessages
+    | TileMulticast
     | Collective
     | Sync
     | HostSync
@@ -205,6 +234,8 @@ TASK_KIND: dict[type, str] = {
     Exchange: "exchange",
     Rng: "rng",
     Transfer: "transfer",
+    TileMessages: "transfer",
+    TileMulticast: "transfer",
     Collective: "collective",
     Sync: "sync",
     HostSync: "host",
@@ -218,6 +249,10 @@ def chips_of(task: Task) -> tuple[int, ...]:
     """Chips a task names (for validation against a system)."""
     if isinstance(task, Transfer):
         return (task.src, task.dst)
+    if isinstance(task, TileMessages):
+        return tuple(sorted({c for s in task.sends for c in (s[0], s[2])}))
+    if isinstance(task, TileMulticast):
+        return (task.src, *task.dsts)
     if isinstance(task, Collective):
         return task.group
     if isinstance(task, Sync | HostSync):

@@ -42,6 +42,7 @@ from simulator.hardware.model import (
     Chip,
     ChipType,
     Hosts,
+    MessageCosts,
     StreamingMemory,
     SyncModel,
     SystemInfo,
@@ -104,6 +105,7 @@ def chip_type_from(cf: ChipFile, name: str) -> ChipType:
             ),
             exchange_buffer_fraction=cf.exchange_buffer_fraction,
         ),
+        messages=MessageCosts(**cf.messages.model_dump()),
     )
 
 
@@ -217,12 +219,30 @@ class _Links:
         return name
 
     def add(
-        self, a: str, b: str, kind: str, links: int, per_link_Bps: float, eff: float, lat_s: float
+        self,
+        a: str,
+        b: str,
+        kind: str,
+        links: int,
+        per_link_Bps: float,
+        eff: float,
+        lat_s: float,
+        overhead_bytes: float = 0.0,
     ) -> None:
         nominal = per_link_Bps * links
         for src, dst in ((a, b), (b, a)):
             self.channels.append(
-                Channel(len(self.channels), src, dst, kind, nominal * eff, nominal, lat_s, links)
+                Channel(
+                    len(self.channels),
+                    src,
+                    dst,
+                    kind,
+                    nominal * eff,
+                    nominal,
+                    lat_s,
+                    links,
+                    overhead_bytes,
+                )
             )
 
 
@@ -421,8 +441,9 @@ def _ipu_links(
         pod_bundles: list[Bundle] = bundles(fabric, nodes, switch_node)
         if isinstance(fabric, SwitchPattern):
             out.node(switch_node)
+        header = chip.messages.ipu_link_overhead_bytes
         for u, v, n in pod_bundles:
-            out.add(u, v, "ipu_link", n, per_link, sf.ipu_link_efficiency, lat + extra / 2)
+            out.add(u, v, "ipu_link", n, per_link, sf.ipu_link_efficiency, lat + extra / 2, header)
             for node in (u, v):
                 if node.startswith("ipu:"):
                     used[int(node[4:])] += n

@@ -39,6 +39,34 @@ class TileCostModel:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageCosts:
+    """What one message costs beyond its bytes, per chip generation (docs/architecture.md,
+    "Messages"). All zero means a pure bandwidth model (the hand-built test chips).
+
+    Cycles are of the chip's clock. Every value comes from the chip YAML's ``messages:``
+    section, where each carries its source (calibrated on ipu-hardware §4.3a or an assumption).
+    """
+
+    tile_send_cycles: float = 0.0  # the sending tile's exchange port, per message
+    tile_receive_cycles: float = 0.0  # the receiving tile's exchange port, per message
+    offchip_cycles: float = 0.0  # the chip's off-chip message engine, each direction
+    relay_cycles: float = 0.0  # a chip forwarding a message from one IPU-Link to another
+    ipu_link_overhead_bytes: float = 0.0  # header and framing a message adds on an IPU-Link
+    latency_spread_cycles: float = 0.0  # half-range of tile-to-tile latencies on the chip
+
+    def delivery_spread_s(self, messages: float, clock_hz: float) -> float:
+        """Extra latency of the slowest of ``messages`` concurrent deliveries onto one chip.
+
+        Tile-to-tile latencies are taken as spread evenly over ``mean ± spread``; a lone
+        message takes the mean (the calibrated exchange latency), the slowest of n independent
+        ones ``spread × (n − 1) / (n + 1)`` more (the expected maximum of n uniform draws).
+        """
+        if messages <= 1 or self.latency_spread_cycles <= 0:
+            return 0.0
+        return self.latency_spread_cycles / clock_hz * (messages - 1) / (messages + 1)
+
+
+@dataclass(frozen=True, slots=True)
 class ChipType:
     """One IPU generation (GC2, GC200, Bow) in internal units. Per-tile rates are per cycle."""
 
@@ -64,6 +92,7 @@ class ChipType:
     ipu_links: int
     power_W: float
     cost: TileCostModel | None = None  # per-tile cost-model constants (None: not described)
+    messages: MessageCosts = MessageCosts()  # per-message costs (zero: bytes only)
 
     @property
     def sram_bytes(self) -> int:
@@ -122,6 +151,7 @@ class Channel:
     nominal_Bps: float  # vendor figure, all parallel links, this direction
     latency_s: float  # per hop
     links: int = 1
+    message_overhead_bytes: float = 0.0  # header and framing each message adds on this channel
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from simulator.hardware.model import (
     Channel,
     Chip,
     ChipType,
+    SparseCostModel,
     StreamingMemory,
     SystemInfo,
     TileCostModel,
@@ -101,6 +102,15 @@ def chip_type_from(cf: ChipFile, name: str) -> ChipType:
                 si(cf, "vertex_state_per_layer_per_tile_bytes")
             ),
             exchange_buffer_fraction=cf.exchange_buffer_fraction,
+        ),
+        sparse=None
+        if cf.sparse is None
+        else SparseCostModel(
+            amp_efficiency=cf.sparse.amp_efficiency,
+            vector_efficiency=cf.sparse.vector_efficiency,
+            dynamic_mac_cycles=cf.sparse.dynamic_mac_cycles,
+            bucket_headroom=cf.sparse.bucket_headroom,
+            metadata_bytes_per_block=cf.sparse.metadata_bytes_per_block,
         ),
     )
 

@@ -166,14 +166,21 @@ def plan_sddmm(m: int, k: int, n: int, sp: Sparsity, dtype: str, ct: ChipType) -
     return _plan("sddmm", mb, kb, n, sp, _sparse_rates(ct, dtype))
 
 
-def _amp_passes(nzt: np.ndarray, rows: np.ndarray, b: int, across: int, along: int) -> np.ndarray:
-    """AMP passes for ``nzt`` blocks in ``rows`` block-rows: blocks of a row stacked ``along``
-    a pass's width (``along`` elements), padded ``across`` it (``across`` elements)."""
+def _amp_passes(
+    nzt: np.ndarray, rows: np.ndarray, b: int, across: int, along: int, shared: float
+) -> np.ndarray:
+    """AMP passes for ``nzt`` blocks in ``rows`` block-rows: the blocks of a row stacked
+    ``along`` a pass's contraction (``along`` elements); ``across`` its outputs (``across``
+    elements) a pass holds one block-row, plus each other block-row it covers that needs exactly
+    the pass's inputs — a non-zero in every stacked column, probability ``shared`` to the power
+    of the stacked blocks (``shared``: the density when the pattern is known, 0 when it is not)
+    — so a density-1 static product fills every pass."""
     if b >= along and b >= across:
         return nzt * (-(-b // along)) * (-(-b // across))
     stack = np.maximum(1.0, nzt / np.maximum(rows, 1.0))
     fill_along = np.minimum(1.0, b * stack / along) if b < along else 1.0
-    fill_across = b / across if b < across else 1.0
+    same = shared ** max(1, along // b)
+    fill_across = b / across + (1.0 - b / across) * same if b < across else 1.0
     return np.ceil(nzt * b * b / (along * across * fill_along * fill_across))
 
 
@@ -205,7 +212,7 @@ def _plan(kind: Kind, mb: int, kb: int, n: int, sp: Sparsity, r: _SparseRates) -
             c_t = cols_t * (1.0 - (1.0 - d_eff) ** rows_t)
         macs = nzt * b * b * n_t
         if kind == "spmm":  # coefficients: the block; streamed: n_t columns of X
-            passes = _amp_passes(nzt, r_t, b, base.n_g, base.k_g)
+            passes = _amp_passes(nzt, r_t, b, base.n_g, base.k_g, 0.0 if dynamic else d_eff)
             amp = passes * (base.load_cycles + n_t * row)
             reads = nzt * (b * n_t * in_b + b * b * in_b + b * n_t * PARTIAL_BYTES)
             writes = nzt * b * n_t * PARTIAL_BYTES
@@ -213,11 +220,21 @@ def _plan(kind: Kind, mb: int, kb: int, n: int, sp: Sparsity, r: _SparseRates) -
             split = pk > 1
             red_elems = np.where(split, (pk - 1) / pk * r_t * b * n_t, 0.0)
             out_elems = r_t * b * n_t / pk
-        else:  # coefficients: n_t × (row's blocks) of B; streamed: the block-row's b rows of A
+        else:  # coefficients: a k_g × n_g slice of B; streamed: the rows of A that need it
+            # Static: a pass group is g block-columns (b < n_g) or one (b >= n_g, in b / n_g
+            # passes) and streams the rows of the block-rows with a non-zero in the group, so a
+            # density-1 SDDMM is the dense product. Dynamic: one group per non-zero block (the
+            # rows to share are known only at run time), streaming its b rows.
+            g = max(1, base.n_g // b)
+            per_group = -(-b // base.n_g)
+            if dynamic:
+                live, rows_streamed = nzt, nzt * b
+            else:
+                groups = np.ceil(cols_t / g)
+                live = groups * (1.0 - (1.0 - d_eff) ** (rows_t * g))
+                rows_streamed = groups * rows_t * (1.0 - (1.0 - d_eff) ** g) * b
             k_chunks = -(-n_t // base.k_g)
-            per_row = np.maximum(1.0, nzt / np.maximum(r_t, 1.0))
-            passes = k_chunks * np.maximum(r_t, 1.0) * np.ceil(per_row * b / base.n_g)
-            amp = passes * (base.load_cycles + b * row)
+            amp = k_chunks * per_group * (live * base.load_cycles + rows_streamed * row)
             reads = nzt * 2 * b * n_t * in_b
             writes = nzt * b * b * PARTIAL_BYTES
             dense_in = (r_t + c_t) * b * n_t * in_b  # rows of A and columns of B

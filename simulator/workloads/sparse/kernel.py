@@ -22,10 +22,11 @@ pass (chip keys). A block smaller than a pass is padded; the non-zero blocks of 
 region are stacked along the contraction into one pass (their dense rows are laid out side by side
 by the exchange), so a ``4×4`` FP16 block fills 4 of 16 outputs of a pass whose 16 inputs hold
 four blocks. Each pass loads its coefficients and streams the dense operand's columns at the dense
-rate divided by ``sparse.amp_efficiency`` for an *isolated* block; a block continuing a run of
-non-zeros streams like a dense product, so static products pay the factor on the ``1 − d`` share of
-their blocks and a density-1 static product costs what the dense one does (dynamic products never
-know the runs and pay it on every block). The vector path (the roofline of
+rate divided by ``sparse.amp_efficiency`` (the block-sparse vertex's streaming, calibrated). A
+static planner that finds a tile's whole region non-zero runs the dense vertex there, so the factor
+applies to the ``1 − d^(R·C)`` share of regions that hold a zero block: a density-1 static product
+costs what the dense one does, and any sparser one pays the factor almost everywhere (dynamic
+products never know and always pay it). The vector path (the roofline of
 :func:`~simulator.workloads.gemm.vector_cycles` with ``sparse.vector_efficiency`` of the vector
 rate) is the alternative; the faster of the two is taken for each block size. Dynamic mode adds
 ``sparse.dynamic_mac_cycles`` per non-zero multiply-add: operands addressed through the bucket's
@@ -191,8 +192,7 @@ def _plan(kind: Kind, mb: int, kb: int, n: int, sp: Sparsity, r: _SparseRates) -
     nnz = nonzero_blocks(mb, kb, d)
     d_eff = nnz / (mb * kb)
     in_b = base.in_bytes
-    isolated = 1.0 if dynamic else 1.0 - d_eff  # share of blocks paying the sparse AMP factor
-    row = base.row_cycles * (1.0 + (1.0 / r.amp_efficiency - 1.0) * isolated)
+    penalty = 1.0 / r.amp_efficiency - 1.0
     best: tuple[float, int, SparsePlan] | None = None
     for pn in splits(n, r.tiles):
         pn = int(pn)
@@ -205,6 +205,9 @@ def _plan(kind: Kind, mb: int, kb: int, n: int, sp: Sparsity, r: _SparseRates) -
         cols_t = np.ceil(kb / pk)
         share = nnz / (pm * pk)
         nzt = np.ceil(share * r.headroom) if dynamic else np.ceil(share)
+        # regions holding a zero block stream through the sparse vertex (module docstring)
+        sparse_share = 1.0 if dynamic else 1.0 - d_eff ** (rows_t * cols_t)
+        row = base.row_cycles * (1.0 + penalty * sparse_share)
         if dynamic:
             r_t, c_t = rows_t + 0 * pk, cols_t + 0 * pm
         else:

@@ -107,6 +107,16 @@ def test_flops_count_the_non_zeros() -> None:
     assert q.flops == p.flops
 
 
+def test_dynamic_buckets_propagate_over_the_contraction_parts() -> None:
+    """A wide contraction with few columns: the dynamic planner splits k and pays one bucket
+    exchange and sync per part (propagation); the static one needs no propagation."""
+    p = plan_spmm(1024, 4096, 1536, Sparsity(1 / 16, 16, "dynamic"), "fp16", BOW)
+    assert p.pk > 1
+    assert p.syncs == 2 + p.pk  # reduction superstep + one per bucket visit
+    s = plan_spmm(1024, 4096, 1536, Sparsity(1 / 16, 16, "static"), "fp16", BOW)
+    assert s.syncs == (2 if s.pk > 1 else 1) + 1
+
+
 def test_sparse_side_must_fit_the_block() -> None:
     with pytest.raises(ValueError, match="multiples of the block"):
         plan_spmm(100, 64, 8, Sparsity(0.5, 16), "fp16", BOW)
@@ -186,3 +196,54 @@ def test_kernel_that_does_not_fit(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert code == 3
     assert r["feasible"] is False and "does not fit in SRAM" in r["reason"]
     assert r["time_s"] is None
+
+
+# ---- shipped sweeps and plan -------------------------------------------------------------------
+SPARSE = Path(__file__).resolve().parents[1] / "scenarios" / "sparse"
+
+
+@pytest.mark.parametrize("name", ["kernel-sweep.yaml", "largest-gpt-bow-pod16.yaml"])
+def test_shipped_sparse_sweeps_are_valid(name: str) -> None:
+    from simulator.sweep.driver import prepare
+    from simulator.sweep.spec import load_sweep
+
+    expansion = prepare(load_sweep(SPARSE / name))
+    assert expansion.points and len({p.key for p in expansion.points}) == len(expansion.points)
+
+
+def test_shipped_sparse_plan_is_valid() -> None:
+    from simulator.capacity.plan import load_plan
+
+    q = load_plan(SPARSE.parent / "plans" / "bert-large-sparse-ttt.yaml")
+    assert q.sweep.statistics is not None and q.sweep.statistics.sparse is not None
+    assert {(r.mode, r.block) for r in q.sweep.statistics.sparse.ratios} == {
+        ("dynamic", 1),
+        ("dynamic", 16),
+    }
+
+
+@pytest.mark.slow
+def test_kernel_sweep_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped density x block x mode sweep runs, and every point is feasible."""
+    store = tmp_path / "k.sqlite"
+    args = ["sweep", str(SPARSE / "kernel-sweep.yaml"), "--out", str(store), "--no-progress"]
+    assert main(args) == 0
+    from simulator.sweep import load_results
+
+    df = load_results(store)
+    assert len(df) == 64 and (df.status == "ok").all()
+    d1 = df[df["strategy.sparsity.density"] == 1.0]
+    static = d1[d1["strategy.sparsity.mode"] == "static"]
+    assert static.speedup_vs_dense.between(0.98, 1.02).all()
+
+
+def test_kernel_timeline_report_and_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = kernel_file(tmp_path, sparsity={"density": 0.25, "block": 8, "mode": "dynamic"})
+    out = [tmp_path / n for n in ("t.html", "r.html", "t.json")]
+    code = main(["run", str(path), "--timeline", str(out[0]), "--report", str(out[1]),
+                 "--trace", str(out[2])])  # fmt: skip
+    capsys.readouterr()
+    assert code == 0 and all(p.stat().st_size > 0 for p in out)
+    assert "matmul [1024×1024]·[1024×512]" in out[1].read_text()

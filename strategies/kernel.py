@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from simulator.config.base import Fraction, NonNegativeInt, PositiveInt, StrictModel
+from simulator.config.base import NonNegativeInt, PositiveInt, StrictModel
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import Compute, Exchange, Sync
 from simulator.engine.trace import Trace
@@ -31,18 +31,9 @@ from simulator.workloads.sparse import (
     sparse_operand_bytes,
     sparse_seconds,
 )
+from strategies.sparse.params import BlockPattern
 
-
-class KernelSparsity(StrictModel):
-    """``strategy.sparsity`` of a kernel: A (m × k) is block-sparse."""
-
-    density: Fraction = Field(description="Fraction of A's blocks that are non-zero, in (0, 1].")
-    block: Literal[1, 4, 8, 16] = Field(1, description="Block side: 1, 4, 8 or 16.")
-    mode: Literal["static", "dynamic"] = Field(
-        "static",
-        description="static: pattern known when compiled; dynamic: bucketed, may change "
-        "between runs.",
-    )
+KernelSparsity = BlockPattern  # strategy.sparsity: A (m × k) is block-sparse
 
 
 class KernelParams(StrictModel):
@@ -115,7 +106,7 @@ class Kernel:
                     f"chip type '{ct.name}' has no block-sparse model: its chip file needs a "
                     "`sparse:` section (see topologies/chips/bow.yaml)",
                 )
-            sp = Sparsity(s.density, s.block, s.mode)
+            sp = s.pattern
         dense = plan_gemm(Gemm(p.m, p.n, p.k), p.dtype, ct)
         info: dict[str, object] = {
             "dense_plan": dense,

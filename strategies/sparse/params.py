@@ -26,16 +26,27 @@ REFUSED: dict[str, str] = {
 }
 
 
-class SparsityParams(StrictModel):
-    """``training.sparsity``: block-sparse weights in the model's linear layers."""
+class BlockPattern(StrictModel):
+    """A block-sparse pattern: a kernel's ``strategy.sparsity`` (A is sparse) and the core of
+    ``training.sparsity``."""
 
-    density: Fraction = Field(description="Fraction of each weight matrix's blocks kept, (0, 1].")
+    density: Fraction = Field(description="Share of the sparse matrix's blocks kept, (0, 1].")
     block: Literal[1, 4, 8, 16] = Field(1, description="Block side: 1 (unstructured), 4, 8, 16.")
     mode: Literal["static", "dynamic"] = Field(
         "static",
-        description="static: a fixed pattern (e.g. pruned at initialisation); dynamic: the "
-        "pattern is pruned and regrown every update_every_steps steps.",
+        description="static: the pattern is fixed and known when the program is compiled; "
+        "dynamic: bucketed kernels for a pattern that changes (in training: pruned and "
+        "regrown every update_every_steps steps).",
     )
+
+    @property
+    def pattern(self) -> Sparsity:
+        """The kernel-level pattern."""
+        return Sparsity(self.density, self.block, self.mode)
+
+
+class SparsityParams(BlockPattern):
+    """``training.sparsity``: block-sparse weights in the model's linear layers."""
     update_every_steps: PositiveInt | None = Field(
         None, description="Dynamic only: steps between pattern updates (N)."
     )
@@ -72,11 +83,6 @@ class SparsityParams(StrictModel):
                 "(random or gradient)"
             )
         return self
-
-    @property
-    def pattern(self) -> Sparsity:
-        """The kernel-level pattern."""
-        return Sparsity(self.density, self.block, self.mode)
 
 
 def selected(layer: Layer, p: SparsityParams) -> bool:
@@ -160,6 +166,7 @@ def sparse_layers(layers: Sequence[Layer], p: SparsityParams | None) -> list[Lay
 __all__ = [
     "REFUSED",
     "SUPPORTED",
+    "BlockPattern",
     "SparsityParams",
     "check_model",
     "check_strategy",

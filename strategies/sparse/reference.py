@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from strategies.reference.data import Dataset, blobs, digits
+from strategies.reference.data import Dataset, blobs, digits, epoch_batches
 from strategies.reference.ledger import NUMPY_DTYPES, Ledger, LedgerSummary
 from strategies.reference.nn import Dense, Ops, init_mlp, softmax_cross_entropy
 
@@ -294,8 +294,9 @@ class MaskedMLP:
         flat[dropped] = False
         flat[grown] = True
         sops.counts.dropped_blocks += drop
-        self.emasks[i] = expand(m, b)
-        layer.w[~self.emasks[i]] = 0  # dropped weights vanish, regrown ones start at zero
+        emask = expand(m, b)
+        self.emasks[i] = emask
+        layer.w[~emask] = 0  # dropped weights vanish, regrown ones start at zero
         rows, cols = np.divmod(np.flatnonzero(flat), m.shape[1])
         values = layer.w.reshape(m.shape[0], b, m.shape[1], b)[rows, :, cols, :]
         indices = np.stack([rows, cols]).astype(np.uint16)
@@ -359,14 +360,10 @@ def train_sparse(cfg: SparseConfig, data: Dataset, epochs: int) -> SparseTrainRe
     """Train for ``epochs`` passes (seeded shuffles, last partial batch dropped)."""
     model = MaskedMLP.build(cfg)
     data = data.astype(cfg.np_dtype)
-    order_rng = np.random.default_rng(cfg.seed)
-    losses = []
-    n = len(data.y_train)
-    for _ in range(epochs):
-        order = order_rng.permutation(n)
-        for start in range(0, n - cfg.global_batch + 1, cfg.global_batch):
-            rows = order[start : start + cfg.global_batch]
-            losses.append(model.step(data.x_train[rows], data.y_train[rows]))
+    losses = [
+        model.step(data.x_train[rows], data.y_train[rows])
+        for rows in epoch_batches(len(data.y_train), cfg.global_batch, epochs, cfg.seed)
+    ]
     every = cfg.update_every_steps if cfg.mode == "dynamic" else None
     updates = model.steps // every if every else 0
     return SparseTrainResult(

@@ -53,7 +53,7 @@ from typing import Literal
 import numpy as np
 
 from simulator.hardware.model import ChipType, SparseCostModel
-from simulator.workloads.gemm import PARTIAL_BYTES, _Rates, _rates, splits
+from simulator.workloads.gemm import PARTIAL_BYTES, _Rates, _rates, gemm_seconds, splits
 
 Mode = Literal["static", "dynamic"]
 Kind = Literal["spmm", "sddmm"]
@@ -149,22 +149,24 @@ def _grid(m: int, k: int, sp: Sparsity) -> tuple[int, int]:
     return m // b, k // b
 
 
-def plan_spmm(m: int, k: int, n: int, sp: Sparsity, dtype: str, ct: ChipType) -> SparsePlan:
-    """The fastest partition of ``Y[m×n] = S[m×k]·X[k×n]`` (S sparse) on one chip."""
+def _product(
+    kind: Kind, m: int, k: int, n: int, sp: Sparsity, dtype: str, ct: ChipType
+) -> SparsePlan:
     for name, v in (("m", m), ("k", k), ("n", n)):
         if v < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
     mb, kb = _grid(m, k, sp)
-    return _plan("spmm", mb, kb, n, sp, _sparse_rates(ct, dtype))
+    return _plan(kind, mb, kb, n, sp, _sparse_rates(ct, dtype))
+
+
+def plan_spmm(m: int, k: int, n: int, sp: Sparsity, dtype: str, ct: ChipType) -> SparsePlan:
+    """The fastest partition of ``Y[m×n] = S[m×k]·X[k×n]`` (S sparse) on one chip."""
+    return _product("spmm", m, k, n, sp, dtype, ct)
 
 
 def plan_sddmm(m: int, k: int, n: int, sp: Sparsity, dtype: str, ct: ChipType) -> SparsePlan:
     """The fastest partition of ``S[m×k] = A[m×n]·B[n×k]`` at S's non-zeros (contraction n)."""
-    for name, v in (("m", m), ("k", k), ("n", n)):
-        if v < 1:
-            raise ValueError(f"{name} must be >= 1, got {v}")
-    mb, kb = _grid(m, k, sp)
-    return _plan("sddmm", mb, kb, n, sp, _sparse_rates(ct, dtype))
+    return _product("sddmm", m, k, n, sp, dtype, ct)
 
 
 def _amp_passes(
@@ -305,10 +307,9 @@ def _plan(kind: Kind, mb: int, kb: int, n: int, sp: Sparsity, r: _SparseRates) -
 
 
 def sparse_seconds(plan: SparsePlan, ct: ChipType) -> float:
-    """Wall time of a plan on one chip: compute, exchange and syncs in turn (BSP)."""
-    return (plan.compute_cycles + plan.exchange_cycles) / ct.clock_hz + plan.syncs * (
-        ct.sync_latency_s
-    )
+    """Wall time of a plan on one chip: compute, exchange and syncs in turn (BSP), as for a
+    dense product (:func:`~simulator.workloads.gemm.gemm_seconds`)."""
+    return gemm_seconds(plan, ct)
 
 
 def sparse_operand_bytes(

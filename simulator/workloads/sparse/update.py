@@ -30,7 +30,7 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 from simulator.hardware.model import ChipType
-from simulator.workloads.cost import OpCost, op_cost
+from simulator.workloads.cost import op_cost
 from simulator.workloads.gemm import vector_cycles
 from simulator.workloads.layers import DTYPE_BYTES, Layer
 from simulator.workloads.sparse.kernel import Sparsity, nonzero_blocks, sparse_model
@@ -169,7 +169,7 @@ def update_cost(
             )
             dense = op_cost(layer, "bwd_weight", micro_batch, dtype, ct)
             sparse = sparse_op_cost(layer, "bwd_weight", micro_batch, dtype, ct, sp)
-            dense_s += micro_batches * max(0.0, _seconds(dense, ct) - _seconds(sparse, ct))
+            dense_s += micro_batches * max(0.0, dense.seconds(ct) - sparse.seconds(ct))
     tiles = ct.tiles
     nbytes = DTYPE_BYTES[dtype]
     ops = work.vector_ops
@@ -189,10 +189,6 @@ def update_cost(
         work=work,
         gradient_bytes=grad_bytes,
     )
-
-
-def _seconds(c: OpCost, ct: ChipType) -> float:
-    return (c.compute_cycles + c.exchange_cycles) / ct.clock_hz + c.syncs * ct.sync_latency_s
 
 
 __all__ = [

@@ -148,6 +148,24 @@ class TrainingAnalytic:
 
 
 @dataclass(frozen=True)
+class SparsityInfo:
+    """``sparsity`` of a training result with ``training.sparsity`` (docs/metrics.md)."""
+
+    density: float
+    block: int
+    mode: str
+    regrow: str | None
+    update_every_steps: int | None
+    drop_fraction: float | None
+    sparse_layers: int
+    dense_weights: int  # of the sparse layers' weight products
+    nonzero_weights: int
+    metadata_bytes: int  # indices (and dynamic buckets' spare room) of the whole model
+    flops_per_sample: dict[str, float]  # training FLOPs per sample: dense, nonzero
+    update_step: dict[str, float] = field(default_factory=dict)  # work of one update, per replica
+
+
+@dataclass(frozen=True)
 class TrainingResult:
     """Result of a training scenario (single, data, pipeline, ...); fields in docs/metrics.md."""
 
@@ -179,6 +197,7 @@ class TrainingResult:
     engine: EngineStats | None = None
     warnings: list[str] = field(default_factory=list)
     step_breakdown: dict[str, float] | None = None
+    sparsity: SparsityInfo | None = None  # training.sparsity (strategies/sparse)
 
     @property
     def exit_code(self) -> int:
@@ -227,6 +246,20 @@ class TrainingResult:
                 f"of {m['capacity'] / 2**20:,.1f} MiB "
                 f"({m['total'] / m['capacity']:.0%})"
             )
+        if self.sparsity is not None:
+            sp = self.sparsity
+            f = sp.flops_per_sample
+            lines.append(
+                f"  sparsity        {sp.mode} {sp.block}x{sp.block} blocks at density "
+                f"{sp.density:g} in {sp.sparse_layers} layers: {sp.nonzero_weights:,} of "
+                f"{sp.dense_weights:,} weights, {f['nonzero'] / f['dense']:.1%} of the dense "
+                "FLOPs per sample"
+                + (
+                    f"; pattern update ({sp.regrow} regrow) every {sp.update_every_steps} steps"
+                    if sp.update_every_steps
+                    else ""
+                )
+            )
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -257,3 +290,86 @@ def with_baseline(result: TrainingResult, base: TrainingResult) -> TrainingResul
     return replace(
         result, baseline=ref, speedup=speedup, scaling_efficiency=efficiency, warnings=warnings
     )
+
+
+@dataclass(frozen=True)
+class KernelResult:
+    """Result of a kernel scenario (``strategy.type: kernel``): one op on one chip.
+
+    Fields in docs/metrics.md ("Kernel scenarios"). ``flops`` counts non-zero work only
+    (2 per multiply-add whose sparse operand is non-zero); ``dense_flops`` the full product.
+    """
+
+    name: str
+    feasible: bool
+    reason: str | None
+    op: str
+    system: str
+    chip: int
+    chip_type: str
+    m: int
+    k: int
+    n: int
+    dtype: str
+    sparsity: dict[str, Any] | None
+    time_s: float | None
+    flops: float
+    dense_flops: float
+    tflops: float | None
+    efficiency: float | None  # tflops / chip peak of the path's unit in dtype
+    dense_time_s: float
+    speedup_vs_dense: float | None
+    path: str
+    partition: dict[str, int] = field(default_factory=dict)
+    time_by_kind_s: dict[str, float] = field(default_factory=dict)
+    exchange_bytes: float = 0.0
+    memory: dict[str, int] = field(default_factory=dict)
+    analytic: Analytic | None = None
+    engine: EngineStats | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.feasible else 3
+
+    def text(self) -> str:
+        """A short human summary."""
+        sp = self.sparsity
+        what = (
+            f"{sp['mode']} block-sparse (density {sp['density']:g}, {sp['block']}x{sp['block']} "
+            "blocks)"
+            if sp
+            else "dense"
+        )
+        lines = [
+            f"{self.name}: {self.op} [{self.m}x{self.k}].[{self.k}x{self.n}] {self.dtype}, "
+            f"{what}, on chip {self.chip} ({self.chip_type}) of {self.system}"
+        ]
+        if not self.feasible or self.time_s is None:
+            lines.append(f"  INFEASIBLE: {self.reason}")
+        else:
+            parts = ", ".join(f"{k} {v * 1e6:,.3f}" for k, v in self.time_by_kind_s.items())
+            lines += [
+                f"  time            {self.time_s * 1e6:,.3f} us ({parts} us)",
+                f"  non-zero FLOPs  {self.flops:,.0f} ({self.tflops:,.2f} TFLOP/s, "
+                f"{(self.efficiency or 0):.1%} of the {self.path} peak)",
+            ]
+            if sp:
+                lines.append(
+                    f"  dense kernel    {self.dense_time_s * 1e6:,.3f} us; speedup "
+                    f"{self.speedup_vs_dense:.3f}x"
+                )
+            p = self.partition
+            lines.append(
+                "  partition       "
+                + " x ".join(f"{k} {v}" for k, v in p.items() if k != "tiles_used")
+                + f" on {p.get('tiles_used', 0)} tiles ({self.path})"
+            )
+        m = self.memory
+        if m:
+            lines.append(
+                f"  memory          {m['total'] / 2**20:,.1f} of {m['capacity'] / 2**20:,.1f} MiB"
+                f" (operands {m['operands'] / 2**20:,.1f}, indices {m['metadata'] / 2**20:,.2f})"
+            )
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return "\n".join(lines)

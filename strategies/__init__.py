@@ -3,6 +3,6 @@
 Importing this package registers every strategy with :mod:`simulator.strategy`.
 """
 
-from strategies import comm, data, ensemble, local, moe, pipeline, random_subspace
+from strategies import comm, data, ensemble, kernel, local, moe, pipeline, random_subspace
 
-__all__ = ["comm", "data", "ensemble", "local", "moe", "pipeline", "random_subspace"]
+__all__ = ["comm", "data", "ensemble", "kernel", "local", "moe", "pipeline", "random_subspace"]

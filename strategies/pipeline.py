@@ -41,6 +41,7 @@ from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.model import Model
 from strategies import placement
 from strategies.schedule import Schedule, device_orders, in_flight
+from strategies.sparse import hooks as sparse_hooks
 from strategies.training import (
     InputFeed,
     StageCost,
@@ -455,6 +456,10 @@ def step_end(
             )
         )
         deps = [add_phase(g, chip, scaled, ct, deps, f"optimizer stage {d}", kind="optimizer")]
+        deps = sparse_hooks.add_update(  # a sparse pattern update, 1/N per step (strategies/sparse)
+            g, chip, ct, [c.update for c in mine], tp.sparsity, deps, f"stage {d}",
+            group if lay.replicas > 1 else (), lay.all_reduce, tp.dtype,
+        )  # fmt: skip
         ends[chip] = deps[0]
         if tp.offload_weights:
             wb = params * DTYPE_BYTES[tp.dtype]

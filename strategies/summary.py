@@ -21,6 +21,7 @@ from simulator.strategy import Plan, PlanContext
 from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
 from strategies.schedule import in_flight
+from strategies.sparse import hooks as sparse_hooks
 from strategies.training import TrainingParams, describe_memory, gradient_bytes, stage_memory
 
 KINDS = ("compute", "exchange", "sync", "collective", "rng", "memory", "host")
@@ -108,6 +109,7 @@ def result_fields(
         dtype=tp.dtype,
         memory=memory,
         warnings=warnings,
+        sparsity=sparse_hooks.result_info(ctx, tp),  # training.sparsity (strategies/sparse)
     )
 
 

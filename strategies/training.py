@@ -10,7 +10,7 @@ supersteps of a phase run back to back on one chip, so their sum is the phase's 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import Field
@@ -27,6 +27,8 @@ from simulator.workloads.layers import DTYPE_BYTES, Layer
 from simulator.workloads.library import load_model
 from simulator.workloads.memory import MemoryConfig, MemoryPlan, plan_memory
 from simulator.workloads.model import Model, build_model, override_origins
+from strategies.sparse import hooks as sparse_hooks  # training.sparsity (issue 17)
+from strategies.sparse.params import SparsityParams, check_model, check_strategy
 
 
 class TrainingParams(StrictModel):
@@ -72,6 +74,10 @@ class TrainingParams(StrictModel):
         "a CALIBRATION of what the cost model leaves out (framework and kernel overheads), set "
         "only from a measured point and named as such (validation/calibrate_mlperf.py).",
     )
+    sparsity: SparsityParams | None = Field(
+        default=None,
+        description="Block-sparse weights in the linear layers (docs/strategies/sparsity.md).",
+    )
 
 
 def training_params(ctx: PlanContext) -> TrainingParams:
@@ -85,11 +91,24 @@ def training_params(ctx: PlanContext) -> TrainingParams:
             ("training",),
             "a training scenario needs a `training:` section with at least micro_batch",
         )
-    return validate(loaded.document, TrainingParams, at=("training",), data=data)
+    tp = validate(loaded.document, TrainingParams, at=("training",), data=data)
+    if tp.sparsity is not None:  # sparse training (strategies/sparse)
+        check_strategy(ctx)
+    return tp
 
 
 def scenario_model(ctx: PlanContext) -> Model:
     """The scenario's model: a library name, a path, ``{name:, params:}``, or inline layers."""
+    model = _load_model(ctx)
+    training = ctx.scenario.document.data.get("training")
+    if isinstance(training, dict) and training.get("sparsity") is not None:
+        sp = training_params(ctx).sparsity
+        if sp is not None:  # its sparse layers must exist and fit the block (exit 2)
+            check_model(ctx, model, sp)
+    return model
+
+
+def _load_model(ctx: PlanContext) -> Model:
     loaded = ctx.scenario
     spec = loaded.scenario.model
     if spec is None:
@@ -160,7 +179,11 @@ def _phase(c: OpCost, ct: ChipType) -> PhaseCost:
     )
 
 
-def _cost(layer: Layer, phase: str, mb: int, dtype: str, ct: ChipType) -> PhaseCost:
+def _cost(
+    layer: Layer, phase: str, mb: int, dtype: str, ct: ChipType, sp: SparsityParams | None = None
+) -> PhaseCost:
+    if sp is not None:  # block-sparse weights (strategies/sparse)
+        return _phase(sparse_hooks.layer_cost(layer, phase, mb, dtype, ct, sp), ct)  # type: ignore[arg-type]
     return _phase(op_cost(layer, phase, mb, dtype, ct), ct)  # type: ignore[arg-type]
 
 
@@ -175,6 +198,7 @@ class StageCost:
     params: int
     useful_flops: float  # forward + backward FLOPs per micro-batch (no recomputation)
     tensors: int = 0  # layers holding weights (a LAMB/LARS norm pair each)
+    update: sparse_hooks.UpdateCost | None = None  # a sparse pattern update (strategies/sparse)
 
 
 def stage_cost(
@@ -182,21 +206,30 @@ def stage_cost(
 ) -> StageCost:
     """Cost the layers of one stage on chip type ``ct`` for one micro-batch."""
     fwd = bwd = ZERO
+    sp = tp.sparsity
     for layer, grad_in in zip(layers, needs_input_grad, strict=True):
-        fwd += _cost(layer, "fwd", tp.micro_batch, tp.dtype, ct)
+        fwd += _cost(layer, "fwd", tp.micro_batch, tp.dtype, ct, sp)
         if grad_in and layer.backward_input_flops:
-            bwd += _cost(layer, "bwd_input", tp.micro_batch, tp.dtype, ct)
+            bwd += _cost(layer, "bwd_input", tp.micro_batch, tp.dtype, ct, sp)
         if layer.params and layer.backward_weight_flops:
-            bwd += _cost(layer, "bwd_weight", tp.micro_batch, tp.dtype, ct)
-    params = sum(x.params for x in layers)
+            bwd += _cost(layer, "bwd_weight", tp.micro_batch, tp.dtype, ct, sp)
+    params = sum(x.params for x in sparse_hooks.memory_inputs(layers, sp, tp.dtype, ct)[0])
     opt = optimizer_cost(params, tp.optimizer, tp.dtype, ct) if params else None
     opt_cost = ZERO if opt is None else _phase(opt, ct)
     useful = fwd.flops + bwd.flops
     k = tp.compute_scale
     fwd, bwd, opt_cost = fwd.scaled(k), bwd.scaled(k), opt_cost.scaled(k)
     tensors = sum(1 for x in layers if x.params)
+    update = sparse_hooks.stage_update(layers, sp, tp.dtype, tp.micro_batch, tp.grad_accum, ct, k)
     return StageCost(
-        fwd, bwd, fwd if tp.recompute == "checkpoint" else ZERO, opt_cost, params, useful, tensors
+        fwd,
+        bwd,
+        fwd if tp.recompute == "checkpoint" else ZERO,
+        opt_cost,
+        params,
+        useful,
+        tensors,
+        update,
     )
 
 
@@ -336,6 +369,10 @@ def stage_memory(
         rts_factor=max(1, rts_factor),
         micro_batches_per_step=micro_batches,
     )
+    if tp.sparsity is not None:  # non-zeros, indices, RigL's dense gradient (strategies/sparse)
+        view, extra_w, extra_g = sparse_hooks.memory_inputs(layers, tp.sparsity, tp.dtype, ct)
+        cfg = replace(cfg, extra_weight_bytes=extra_w, extra_gradient_bytes=extra_g)
+        return plan_memory(view, cfg, chip_memory(ct))
     return plan_memory(layers, cfg, chip_memory(ct))
 
 

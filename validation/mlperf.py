@@ -139,8 +139,16 @@ def _varying(path: Path, key: str, fixed: dict[str, float]) -> Callable[[float],
 
 
 def scenarios_of(model: str, rnd: str | None = None) -> list[Path]:
+    """The MLPerf scenarios of a model (and round), and any other scenario that declares it is
+    calibrated as one (a ``# calibrated as: mlperf <model> <round>`` line: e.g. the sparse BERT
+    scenarios built on the v2.0 configuration)."""
     pattern = f"{model}-{rnd}-*.yaml" if rnd else f"{model}-v*.yaml"
-    return sorted((ROOT / "scenarios" / "mlperf").glob(pattern))
+    out = set((ROOT / "scenarios" / "mlperf").glob(pattern))
+    mark = re.compile(rf"^# calibrated as: mlperf {re.escape(model)} {re.escape(rnd or '')}", re.M)
+    for path in (ROOT / "scenarios").rglob("*.yaml"):
+        if path.parent.name != "mlperf" and mark.search(path.read_text()):
+            out.add(path)
+    return sorted(out)
 
 
 @dataclass(frozen=True)

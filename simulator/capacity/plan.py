@@ -161,8 +161,12 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+OPTIONAL = ("sparse_samples_factor", "statistics_note")  # shown only for sparse runs
+
+
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row.get(k) for k in SHOWN if k != "topology"}
+    out |= {k: row[k] for k in OPTIONAL if row.get(k) is not None}
     out["system"] = row.get("system") or row.get("topology")
     for k, v in out.items():
         if isinstance(v, float):
@@ -312,6 +316,10 @@ def _one(r: dict[str, Any]) -> str:
         parts.append(
             f"{r['steps_to_target']:,} steps = {r['time_to_train_s'] / 60:,.2f} min to train"
         )
+    if r.get("sparse_samples_factor") is not None:
+        parts.append(f"sparse: {r['sparse_samples_factor']:.2f}x the dense run's samples")
+    if r.get("statistics_note"):
+        parts.append(f"no time-to-train: {r['statistics_note']}")
     if r.get("energy_to_train_kWh") is not None:
         parts.append(f"{r['energy_to_train_kWh']:,.2f} kWh")
     return f"{head}: " + "; ".join(parts)

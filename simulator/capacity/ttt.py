@@ -13,6 +13,11 @@ B >> B_noise (data parallelism saturates: the steps tend to S_min). The model is
 Alternatively ``samples_to_target`` fixes E(B) for every batch (the MLPerf reference note:
 BERT-Large needs ~2.8 M sequences at the submitted batches).
 
+Sparse runs (``statistics.sparse``): a run with ``training.sparsity`` needs
+``flops_ratio × E(B) × dense / non-zero training FLOPs per sample`` samples — the ratio of the
+training work a sparse run needs to reach the dense run's target (e.g. Dietrich et al. 2021 for
+BERT pre-training), done at the run's own non-zero FLOPs per sample (:meth:`Curve.sparse_factor`).
+
 Steps are whole: ``ceil(E(B) / B)``. time_to_train_s = steps x step_time_s +
 ``evaluation_overhead_s`` (0 by default: evaluation, initialisation and data loading are left
 out, as documented).
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -57,6 +62,26 @@ class NoiseEstimate(StrictModel):
     seed: NonNegativeInt = Field(0, description="Seed of the weights and batch draws.")
 
 
+class SparseRatio(StrictModel):
+    """Statistical efficiency of one kind of sparse training (docs/sweeps.md § Sparse runs)."""
+
+    block: Literal[1, 4, 8, 16] = Field(description="Block side the ratio was measured with.")
+    mode: Literal["static", "dynamic", "any"] = Field(
+        "any", description="Sparsity mode it applies to (any: both)."
+    )
+    flops_ratio: PositiveFloat = Field(
+        description="Training FLOPs a sparse run needs to reach the dense run's target, as a "
+        "multiple of the dense run's."
+    )
+
+
+class SparseStatistics(StrictModel):
+    """How much (non-zero) training work sparse runs need, relative to the dense target."""
+
+    source: str = Field(min_length=1, description="Where the ratios come from (required).")
+    ratios: list[SparseRatio] = Field(min_length=1, description="One per block size and mode.")
+
+
 class Statistics(StrictModel):
     """How many samples reach the target at a given global batch (see the module docstring)."""
 
@@ -71,6 +96,9 @@ class Statistics(StrictModel):
     reference: ReferencePoint | None = Field(None, description="A known (batch, samples).")
     evaluation_overhead_s: NonNegativeFloat = Field(
         0.0, description="Seconds added to every time-to-train (evaluation etc.; 0: ignored)."
+    )
+    sparse: SparseStatistics | None = Field(
+        None, description="Statistical efficiency of sparse runs (training.sparsity)."
     )
 
     @model_validator(mode="after")
@@ -94,12 +122,19 @@ class Statistics(StrictModel):
 
 @dataclass(frozen=True)
 class Curve:
-    """A resolved model: E(B) samples to the target at global batch B."""
+    """A resolved model: E(B) samples to the target at global batch B.
+
+    ``sparse``: (mode, block, flops_ratio) of sparse runs. A sparse run (a result whose
+    ``sparsity`` entry gives its training FLOPs per sample, dense and non-zero) needs
+    ``flops_ratio × E(B) × dense / non-zero`` samples: ``flops_ratio`` times the dense run's
+    training FLOPs to the target, done at its own non-zero FLOPs per sample.
+    """
 
     samples_fixed: float | None
     b_noise: float | None
     samples_min: float | None
     overhead_s: float = 0.0
+    sparse: tuple[tuple[str, int, float], ...] = ()
 
     def samples(self, batch: float) -> float:
         """E(B)."""
@@ -118,21 +153,56 @@ class Curve:
             return f"samples to target {self.samples_fixed:,.0f} at every batch"
         return f"McCandlish: E(B) = {self.samples_min:,.0f} (1 + B / {self.b_noise:,.1f}) samples"
 
-    def time_to_train(self, batch: float, step_time_s: float | None) -> dict[str, Any]:
-        """``{samples_to_target, steps_to_target, time_to_train_s}`` (time None if no step)."""
-        steps = self.steps(batch)
+    def sparse_factor(self, sparsity: dict[str, Any] | None) -> tuple[float | None, str | None]:
+        """(samples multiplier of a sparse result, why there is none); (1, None) for dense."""
+        if not sparsity:
+            return 1.0, None
+        mode, block = sparsity.get("mode"), sparsity.get("block")
+        ratio = next(
+            (r for m, b, r in self.sparse if b == block and m in ("any", mode)), None
+        )
+        if ratio is None:
+            return None, f"no statistical efficiency given for {mode} {block}x{block} sparsity"
+        flops = sparsity.get("flops_per_sample") or {}
+        dense, nonzero = flops.get("dense"), flops.get("nonzero")
+        if not dense or not nonzero:
+            return None, "the result gives no training FLOPs per sample"
+        return ratio * dense / nonzero, None
+
+    def time_to_train(
+        self, batch: float, step_time_s: float | None, sparsity: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``{samples_to_target, steps_to_target, time_to_train_s}`` (time None if no step);
+        for a sparse result (its ``sparsity`` entry) also ``sparse_samples_factor``, and all
+        None with ``statistics_note`` when no ratio applies."""
+        factor, note = self.sparse_factor(sparsity)
+        if factor is None:
+            return {
+                "samples_to_target": None,
+                "steps_to_target": None,
+                "time_to_train_s": None,
+                "statistics_note": note,
+            }
+        samples = self.samples(batch) * factor
+        steps = math.ceil(samples / batch - 1e-9)
         ttt = None if step_time_s is None else steps * step_time_s + self.overhead_s
-        return {
-            "samples_to_target": self.samples(batch),
+        out: dict[str, Any] = {
+            "samples_to_target": samples,
             "steps_to_target": steps,
             "time_to_train_s": ttt,
         }
+        if sparsity:
+            out["sparse_samples_factor"] = factor
+        return out
 
 
 def resolve(stats: Statistics, b_noise: float | None = None) -> Curve:
     """The :class:`Curve` of ``stats``; ``b_noise`` replaces an estimate request."""
+    sparse = tuple(
+        (r.mode, r.block, r.flops_ratio) for r in (stats.sparse.ratios if stats.sparse else [])
+    )
     if stats.samples_to_target is not None:
-        return Curve(stats.samples_to_target, None, None, stats.evaluation_overhead_s)
+        return Curve(stats.samples_to_target, None, None, stats.evaluation_overhead_s, sparse)
     if isinstance(stats.b_noise, int | float):
         b_noise = float(stats.b_noise)
     if b_noise is None:
@@ -147,4 +217,4 @@ def resolve(stats: Statistics, b_noise: float | None = None) -> Curve:
     else:
         assert stats.reference is not None
         e_min = stats.reference.samples / (1.0 + stats.reference.global_batch / b_noise)
-    return Curve(None, b_noise, e_min, stats.evaluation_overhead_s)
+    return Curve(None, b_noise, e_min, stats.evaluation_overhead_s, sparse)

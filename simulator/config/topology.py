@@ -83,6 +83,28 @@ class MessageKeys(StrictModel):
     )
 
 
+class SparseChip(StrictModel):
+    """``sparse:`` of a chip file: constants of the block-sparse matmul model
+    (simulator/workloads/sparse.py; docs/strategies/sparsity.md)."""
+
+    amp_efficiency: Fraction = Field(
+        description="AMP efficiency on an isolated non-zero block, as a fraction of "
+        "amp_pipeline_efficiency (calibrated)"
+    )
+    vector_efficiency: Fraction = Field(
+        description="achieved fraction of the vector FLOP rate in sparse multiply-adds (calibrated)"
+    )
+    dynamic_mac_cycles: NonNegativeFloat = Field(
+        description="extra tile-cycles per non-zero multiply-add in dynamic mode (calibrated)"
+    )
+    bucket_headroom: Annotated[float, Field(ge=1, le=16, allow_inf_nan=False)] = Field(
+        description="dynamic buckets hold this many times the mean non-zero blocks per tile"
+    )
+    metadata_bytes_per_block: NonNegativeInt = Field(
+        description="bytes of indices stored per non-zero block"
+    )
+
+
 class ChipFile(StrictModel):
     """One IPU generation. Every field maps onto :class:`simulator.hardware.model.ChipType`."""
 
@@ -134,6 +156,9 @@ class ChipFile(StrictModel):
         description="of the widest layer's working set held as exchange copies"
     )
     messages: MessageKeys = Field(description="per-message costs of exchange and IPU-Links")
+    sparse: SparseChip | None = Field(
+        default=None, description="block-sparse matmul constants (absent: no sparse model)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from simulator.hardware.model import (
     ChipType,
     Hosts,
     MessageCosts,
+    SparseCostModel,
     StreamingMemory,
     SyncModel,
     SystemInfo,
@@ -106,6 +107,15 @@ def chip_type_from(cf: ChipFile, name: str) -> ChipType:
             exchange_buffer_fraction=cf.exchange_buffer_fraction,
         ),
         messages=MessageCosts(**cf.messages.model_dump()),
+        sparse=None
+        if cf.sparse is None
+        else SparseCostModel(
+            amp_efficiency=cf.sparse.amp_efficiency,
+            vector_efficiency=cf.sparse.vector_efficiency,
+            dynamic_mac_cycles=cf.sparse.dynamic_mac_cycles,
+            bucket_headroom=cf.sparse.bucket_headroom,
+            metadata_bytes_per_block=cf.sparse.metadata_bytes_per_block,
+        ),
     )
 
 

@@ -67,6 +67,21 @@ class MessageCosts:
 
 
 @dataclass(frozen=True, slots=True)
+class SparseCostModel:
+    """Constants of the block-sparse matmul model (:mod:`simulator.workloads.sparse`).
+
+    Every value comes from the chip YAML's ``sparse:`` section, where each says which of the
+    PopSparse points (docs/strategies/sparsity.md) it was solved on, or why it is assumed.
+    """
+
+    amp_efficiency: float  # AMP efficiency of an isolated non-zero block / amp_pipeline_efficiency
+    vector_efficiency: float  # achieved / peak vector FLOP rate of sparse multiply-adds
+    dynamic_mac_cycles: float  # extra tile-cycles per non-zero multiply-add in dynamic mode
+    bucket_headroom: float  # dynamic buckets hold this many times the mean non-zeros per tile
+    metadata_bytes_per_block: int  # indices stored per non-zero block
+
+
+@dataclass(frozen=True, slots=True)
 class ChipType:
     """One IPU generation (GC2, GC200, Bow) in internal units. Per-tile rates are per cycle."""
 
@@ -93,6 +108,7 @@ class ChipType:
     power_W: float
     cost: TileCostModel | None = None  # per-tile cost-model constants (None: not described)
     messages: MessageCosts = MessageCosts()  # per-message costs (zero: bytes only)
+    sparse: SparseCostModel | None = None  # block-sparse matmul constants (None: not described)
 
     @property
     def sram_bytes(self) -> int:

@@ -8,7 +8,8 @@ except that ``name`` (every point runs under the base scenario's name) becomes t
 with the point's values unless the sweep sets ``name`` itself;
 and, for sweeps with a ``statistics:`` model, ``samples_to_target``, ``steps_to_target``,
 ``time_to_train_s`` and ``energy_to_train_kWh`` (power_W x time_to_train_s / 3.6e6), computed
-at read time so changing the model never invalidates a stored point.
+at read time so changing the model never invalidates a stored point; sparse runs add
+``sparse_samples_factor`` (or ``statistics_note`` when no ratio applies, TTT left empty).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def flatten(row: dict[str, Any], curve: Curve | None) -> dict[str, Any]:
     if curve is not None:
         batch = result.get("global_batch")
         step = result.get("step_time_s")
-        ttt = curve.time_to_train(batch, step) if batch else dict.fromkeys(TTT[:3])
+        sparsity = result.get("sparsity")
+        ttt = curve.time_to_train(batch, step, sparsity) if batch else dict.fromkeys(TTT[:3])
         out.update(ttt)
         power, t = row["power_W"], ttt["time_to_train_s"]
         out["energy_to_train_kWh"] = power * t / 3.6e6 if power and t else None

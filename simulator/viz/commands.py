@@ -36,6 +36,13 @@ def summary_line(result: Any) -> str:
             f"{result.stages} stage(s) on {result.chips} chips; step "
             f"{result.step_time_s * 1e3:,.3f} ms"
         )
+    if hasattr(result, "op"):  # a kernel scenario (strategy.type: kernel)
+        if not result.feasible:
+            return f"{result.op}: infeasible ({result.reason})"
+        return (
+            f"{result.op} {result.m}x{result.k}x{result.n} {result.dtype} on chip {result.chip}: "
+            f"{result.time_s * 1e6:,.3f} µs, {result.tflops:,.2f} TFLOP/s"
+        )
     return (
         f"{result.pattern} over {result.chips} chips: {result.time_s * 1e6:,.3f} µs, "
         f"{result.bandwidth_GBps:,.2f} GB/s"

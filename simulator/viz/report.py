@@ -41,7 +41,7 @@ def _fmt_s(seconds: float | None) -> str:
 
 
 def summary_rows(result: Any) -> list[tuple[str, str]]:
-    """Key numbers of a TrainingResult or CommResult, as (name, value) text pairs."""
+    """Key numbers of a TrainingResult, KernelResult or CommResult, as (name, value) pairs."""
     rows: list[tuple[str, str]] = [("scenario", result.name), ("system", result.system)]
     if hasattr(result, "step_time_s"):
         rows += [
@@ -70,6 +70,23 @@ def summary_rows(result: Any) -> list[tuple[str, str]]:
             rows.append(("FLOP utilisation", f"{result.flop_utilisation:.1%} of peak"))
         if result.bubble_fraction is not None and result.stages > 1:
             rows.append(("pipeline bubble", f"{result.bubble_fraction:.1%}"))
+    elif hasattr(result, "op"):  # a kernel scenario
+        sp = result.sparsity
+        rows += [
+            ("op", f"{result.op} [{result.m}×{result.k}]·[{result.k}×{result.n}] {result.dtype}"),
+            (
+                "sparsity",
+                f"{sp['mode']}, density {sp['density']:g}, {sp['block']}×{sp['block']} blocks"
+                if sp
+                else "dense",
+            ),
+            ("feasible", "yes" if result.feasible else f"no: {result.reason}"),
+            ("time", _fmt_s(result.time_s)),
+        ]
+        if result.tflops is not None:
+            rows.append(("non-zero TFLOP/s", f"{result.tflops:,.2f} ({result.path})"))
+        if result.speedup_vs_dense is not None:
+            rows.append(("speedup over dense", f"{result.speedup_vs_dense:.3f}×"))
     else:
         rows += [
             ("pattern", result.pattern + (f" ({result.algorithm})" if result.algorithm else "")),
@@ -348,6 +365,8 @@ def page(outcome: Any, gantt: Gantt | None) -> Page:
         if fig is not None:
             p.figure(fig, "closed-form-figure")
     memory = getattr(result, "memory", None) or {}
+    if memory and not isinstance(next(iter(memory.values())), dict):  # a kernel's: one chip
+        memory = {str(result.chip): memory}
     if gantt is None:
         p.text(f"The plan is infeasible, so nothing ran: {result.reason}")
     else:

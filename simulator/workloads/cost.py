@@ -27,7 +27,7 @@ All hardware numbers come from the chip YAML (docs/validation.md, "Compute calib
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -102,32 +102,39 @@ def _check(phase: str, dtype: str, micro_batch: int) -> None:
         raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
 
 
-def layer_gemms(layer: Layer, phase: Phase, micro_batch: int) -> tuple[Gemm, ...]:
-    """The products one phase of ``layer`` runs for ``micro_batch`` samples."""
+def indexed_gemms(layer: Layer, phase: Phase, micro_batch: int) -> tuple[tuple[int, Gemm], ...]:
+    """The products one phase of ``layer`` runs for ``micro_batch`` samples, each with the
+    index of the ``layer.matmuls`` entry it comes from (a sparse layer replaces the weight
+    products by block-sparse ones, :mod:`simulator.workloads.sparse.layer`)."""
     b = micro_batch
     per_sample = PER_SAMPLE_MATMULS.get(layer.kind, frozenset())
     conv = layer.kind == "conv2d"
-    out: list[Gemm] = []
+    out: list[tuple[int, Gemm]] = []
     for i, mm in enumerate(layer.matmuls):
         if i in per_sample:  # two activations: each sample and head its own product
             g = mm.count * b
             if phase == "fwd":
-                out.append(Gemm(mm.m, mm.n, mm.k, g))
+                out.append((i, Gemm(mm.m, mm.n, mm.k, g)))
             elif phase == "bwd_input":  # dA = dC·Bᵀ and dB = Aᵀ·dC
-                out += [Gemm(mm.m, mm.k, mm.n, g), Gemm(mm.k, mm.n, mm.m, g)]
+                out += [(i, Gemm(mm.m, mm.k, mm.n, g)), (i, Gemm(mm.k, mm.n, mm.m, g))]
             continue
         channels = layer.input_shape[0] if conv else mm.k
         positions = mm.k // channels  # kernel positions (1 for a dense product)
         # im2col reuse: unique input elements per element of the M×K matrix
         a_fwd = min(1.0, layer.input_elems / (mm.m * mm.k)) if conv else 1.0
         if phase == "fwd":
-            out.append(Gemm(b * mm.m, mm.n, mm.k, mm.count, channels, a_fwd))
+            out.append((i, Gemm(b * mm.m, mm.n, mm.k, mm.count, channels, a_fwd)))
         elif phase == "bwd_input":  # dX from dY and Wᵀ: contraction over positions × out chans
             a_in = 1.0 / positions
-            out.append(Gemm(b * mm.m, channels, positions * mm.n, mm.count, mm.n, a_in))
+            out.append((i, Gemm(b * mm.m, channels, positions * mm.n, mm.count, mm.n, a_in)))
         else:  # dW = im2col(X)ᵀ · dY: contraction over batch × output positions
-            out.append(Gemm(mm.k, mm.n, b * mm.m, mm.count, None, a_fwd))
+            out.append((i, Gemm(mm.k, mm.n, b * mm.m, mm.count, None, a_fwd)))
     return tuple(out)
+
+
+def layer_gemms(layer: Layer, phase: Phase, micro_batch: int) -> tuple[Gemm, ...]:
+    """The products one phase of ``layer`` runs for ``micro_batch`` samples."""
+    return tuple(g for _, g in indexed_gemms(layer, phase, micro_batch))
 
 
 def _phase_flops(layer: Layer, phase: Phase) -> int:
@@ -192,17 +199,36 @@ def _vector_part(
     )
 
 
-def op_cost(layer: Layer, phase: Phase, micro_batch: int, dtype: str, ct: ChipType) -> OpCost:
-    """Cost of ``phase`` of ``layer`` for ``micro_batch`` samples on one chip of type ``ct``."""
+#: A replacement cost for the product of ``layer.matmuls[i]`` in one phase (``gemm`` is the dense
+#: product it replaces), or None to keep the dense one: how a sparse layer's weight products
+#: come in (:mod:`simulator.workloads.sparse.layer`).
+ProductCost = Callable[[int, Gemm], "OpCost | None"]
+
+
+def op_cost(
+    layer: Layer,
+    phase: Phase,
+    micro_batch: int,
+    dtype: str,
+    ct: ChipType,
+    product: ProductCost | None = None,
+) -> OpCost:
+    """Cost of ``phase`` of ``layer`` for ``micro_batch`` samples on one chip of type ``ct``.
+
+    ``product`` may replace some matrix products (:data:`ProductCost`); the element-wise work
+    is the dense layer's either way, and the FLOPs are what the products really do.
+    """
     _check(phase, dtype, micro_batch)
     b = micro_batch
     parts: list[OpCost] = []
-    amp_flops = 0
-    for g in layer_gemms(layer, phase, b):
-        p = plan_gemm(g, dtype, ct)
-        amp_flops += p.flops
-        parts.append(
-            OpCost(
+    amp_flops: float = 0
+    dense_amp_flops = 0
+    for i, g in indexed_gemms(layer, phase, b):
+        dense_amp_flops += g.flops
+        c = product(i, g) if product is not None else None
+        if c is None:
+            p = plan_gemm(g, dtype, ct)
+            c = OpCost(
                 p.compute_cycles,
                 p.exchange_bytes,
                 p.exchange_cycles,
@@ -211,12 +237,14 @@ def op_cost(layer: Layer, phase: Phase, micro_batch: int, dtype: str, ct: ChipTy
                 p.flops,
                 0.0,
             )
-        )
-    total_flops = _phase_flops(layer, phase) * b
-    vec_flops = max(0, total_flops - amp_flops)
+        amp_flops += c.flops
+        parts.append(c)
+    dense_total = _phase_flops(layer, phase) * b
+    vec_flops = max(0, dense_total - dense_amp_flops)
     parts.append(_elementwise(layer, phase, b, dtype, ct, vec_flops))
     peak = ct.peak_flops(dtype) if amp_flops else ct.peak_vector_flops(dtype)
-    return _combine(parts, total_flops, peak, ct)
+    total = dense_total if product is None else amp_flops + vec_flops
+    return _combine(parts, total, peak, ct)
 
 
 def _elementwise(
@@ -296,7 +324,9 @@ __all__ = [
     "PHASES",
     "OpCost",
     "Phase",
+    "ProductCost",
     "chip_memory",
+    "indexed_gemms",
     "layer_gemms",
     "layer_seconds",
     "op_cost",

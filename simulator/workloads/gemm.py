@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -263,7 +264,18 @@ def _plan(g: Gemm, r: _Rates, tiles: int) -> GemmPlan:
     return best[2]
 
 
-def gemm_seconds(plan: GemmPlan, ct: ChipType) -> float:
+class TimedPlan(Protocol):
+    """What the BSP time of a one-chip plan depends on (a GemmPlan or a sparse plan)."""
+
+    @property
+    def compute_cycles(self) -> float: ...
+    @property
+    def exchange_cycles(self) -> float: ...
+    @property
+    def syncs(self) -> int: ...
+
+
+def gemm_seconds(plan: TimedPlan, ct: ChipType) -> float:
     """Wall time of a plan on one chip: compute, exchange and syncs in turn (BSP)."""
     return (plan.compute_cycles + plan.exchange_cycles) / ct.clock_hz + plan.syncs * (
         ct.sync_latency_s

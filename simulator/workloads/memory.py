@@ -11,8 +11,10 @@ what would help. Categories:
   number of layers (each layer's compute sets have vertices on most tiles). Both constants are
   chip keys, not Python numbers.
 * ``weights`` — parameters in the compute dtype. Offloaded weights leave SRAM except a buffer
-  for the largest layer's weights, which are streamed in when used.
-* ``gradients`` — one gradient (accumulator) per parameter in ``gradient_dtype``.
+  for the largest layer's weights, which are streamed in when used. Plus
+  ``extra_weight_bytes`` (a sparse layer's indices, which stay on chip).
+* ``gradients`` — one gradient (accumulator) per parameter in ``gradient_dtype``, plus
+  ``extra_gradient_bytes`` (the dense gradient a RigL update step computes).
 * ``optimizer_state`` — :data:`OPTIMIZER_STATE_SLOTS` values per parameter in
   ``optimizer_state_dtype``, plus a master copy of the weights when ``master_weight_dtype``
   differs from the compute dtype; divided by the replicated-tensor-sharding factor. Offloaded
@@ -86,11 +88,16 @@ class MemoryConfig:
     offload_weights: bool = False
     rts_factor: int = 1  # replicated tensor sharding: replicas sharing the optimizer state
     micro_batches_per_step: int = 1  # for the Streaming Memory traffic per step
+    extra_weight_bytes: int = 0  # held with the weights (a sparse layer's indices)
+    extra_gradient_bytes: int = 0  # held with the gradients (a transient dense gradient)
 
     def __post_init__(self) -> None:
         for name in ("micro_batch", "in_flight", "rts_factor", "micro_batches_per_step"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("extra_weight_bytes", "extra_gradient_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("dtype", "master_weight_dtype", "gradient_dtype", "optimizer_state_dtype"):
             value = getattr(self, name)
             if value is not None and value not in DTYPE_BYTES:
@@ -232,7 +239,8 @@ def plan_memory(
         traffic += passes * weights * cfg.micro_batches_per_step + weights  # + write back
         weights = largest * act_b
 
-    gradients = params * DTYPE_BYTES[cfg.gradient_dtype or cfg.dtype]
+    weights += cfg.extra_weight_bytes
+    gradients = params * DTYPE_BYTES[cfg.gradient_dtype or cfg.dtype] + cfg.extra_gradient_bytes
 
     per_param = _state_bytes_per_param(cfg)
     state = math.ceil(params * per_param / cfg.rts_factor)

@@ -7,6 +7,7 @@ downloaded. scikit-learn is used for this data set only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,3 +67,13 @@ def blobs(
     labels = rng.integers(0, classes, samples)
     x = centres[labels] + 0.5 * rng.standard_normal((samples, features))
     return _split(x, labels.astype(np.int64), test_fraction, seed)
+
+
+def epoch_batches(n: int, batch: int, epochs: int, seed: int) -> Iterator[np.ndarray]:
+    """Row indices of each batch of ``epochs`` passes over ``n`` samples: a seeded shuffle per
+    epoch, the last partial batch dropped."""
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n - batch + 1, batch):
+            yield order[start : start + batch]

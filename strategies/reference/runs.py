@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from strategies.reference.data import Dataset, blobs
+from strategies.reference.data import Dataset, blobs, epoch_batches
 from strategies.reference.data_parallel import ParallelModel, default_grid
 from strategies.reference.ledger import NUMPY_DTYPES, Ledger, LedgerSummary
 from strategies.reference.nn import Activation, Block, Dense, Ops, init_mlp
@@ -141,21 +141,12 @@ def train(config: ReferenceConfig, data: Dataset, epochs: int) -> TrainResult:
     """Train ``config`` for ``epochs`` passes (seeded shuffles, last partial batch dropped)."""
     model = build(config)
     data = data.astype(config.np_dtype)
-    rng = np.random.default_rng(config.seed)
-    losses = []
-    n = len(data.y_train)
-    for _ in range(epochs):
-        order = rng.permutation(n)
-        for start in range(0, n - config.global_batch + 1, config.global_batch):
-            rows = order[start : start + config.global_batch]
-            losses.append(
-                model.step(
-                    data.x_train[rows],
-                    data.y_train[rows],
-                    config.micro_batch_size,
-                    config.learning_rate,
-                )
-            )
+    losses = [
+        model.step(
+            data.x_train[rows], data.y_train[rows], config.micro_batch_size, config.learning_rate
+        )
+        for rows in epoch_batches(len(data.y_train), config.global_batch, epochs, config.seed)
+    ]
     layers = model.layers(0)
     return TrainResult(
         train_accuracy=float(

@@ -34,6 +34,7 @@ from simulator.config.base import (
 )
 from simulator.config.jsonschema import register_file_kind
 from simulator.config.load import override_document, parse_key_path, render_path, set_path, validate
+from simulator.config.variability import VariabilitySection
 from simulator.config.yamlio import Document, KeyPath, dump_yaml, load_document, parse_document
 from simulator.errors import InputError, did_you_mean
 from simulator.plugins import GROUP, load_strategies
@@ -93,6 +94,11 @@ class ScenarioFile(StrictModel):
         None,
         description="A scenario path relative to this file, or a mapping of key-path "
         "overrides applied to this scenario (e.g. {topology: pod16}).",
+    )
+    variability: VariabilitySection | None = Field(
+        None,
+        description="Noise and faults: compute_cv, slow_chips, link_derate, host_jitter, "
+        "samples (docs/variability.md). Absent or all zeros: the steady machine.",
     )
 
 

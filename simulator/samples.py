@@ -153,7 +153,9 @@ def run_samples(
             moved = (
                 result if not shift.any() else strategy.summarise(ctx, plan, _shifted(trace, shift))
             )
-            steps.append(moved.step_time_s)
+            if moved.step_time_s is None:
+                return result, trace, []
+            steps.append(float(moved.step_time_s))
         return result, trace, steps
 
     try:

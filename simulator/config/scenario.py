@@ -164,6 +164,7 @@ class LoadedScenario:
 READERS: dict[str, str] = {
     "sweep": "ipusim sweep {file} --out results.db",
     "plan": "ipusim plan {file}",
+    "jobs": "ipusim shared {file}",
     "model": "ipusim model show {file}",
     "system": "ipusim topology show {file}",
     "chip": "ipusim topology show {file}",

@@ -8,9 +8,9 @@ and :mod:`simulator.samples` (running the samples and summarising their distribu
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from simulator.config.base import NonNegativeInt, StrictModel
 
@@ -81,6 +81,16 @@ class VariabilitySection(StrictModel):
     seed: NonNegativeInt | None = Field(
         None, description="Seed of the draws (default: the scenario's seed)."
     )
+
+    @field_validator("slow_chips", mode="before")
+    @classmethod
+    def _chip_keys(cls, value: Any) -> Any:
+        """Chip ids written as digit strings (JSON keys, a sweep's values) are chip ids."""
+        if isinstance(value, dict):
+            return {
+                int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()
+            }
+        return value
 
     @property
     def random(self) -> bool:

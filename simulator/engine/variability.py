@@ -20,11 +20,16 @@ chip's previous task + that task's offset). Relative to the simulated copy's rea
 * a task that names only copy-0 chips (compute, exchange, a transfer between stages, ...) is
   run by every copy on its own: ``delta = sigma`` plus, for compute, the difference of the
   copies' draws;
-* a task that names chips of several copies (a collective, a sync with ``across``, the hosts'
-  step end) is one task they all join: it starts when the latest arrives — the simulated task
-  first waits ``w = max(0, max sigma)`` — and they all leave together (``delta = 0``). Copies
-  it does not name run an analogue of it: in another member, the same positions meet among
-  themselves; otherwise they pass it without waiting.
+* a task that names chips of copy 0 and of other copies (a collective, a sync with
+  ``across``, the hosts' step end) is one task they all join: it starts when the latest
+  arrives — the simulated task first waits ``w = max(0, max sigma)`` — and they all leave
+  together (``delta = 0``). Copies it does not name run an analogue of it: in another member,
+  the same positions meet among themselves; otherwise they pass it without waiting;
+* a task that names other copies' chips but not copy 0's is work the plan adds beside copy 0
+  for its contention (another replica's input read on the same gateway, a collective of other
+  replicas): it stays on copy 0's timeline (it does not wait), so the contention copy 0 sees
+  is the steady machine's; the copies it names meet in it (their offsets become their
+  latest).
 
 So a straggler delays exactly the syncs, collectives and pipeline dependencies that the graph
 makes wait for it, and nothing else. This is exact when copies follow the simulated copy's
@@ -74,7 +79,7 @@ def lognormal_params(cv: float) -> tuple[float, float]:
     return -s2 / 2.0, math.sqrt(s2)
 
 
-_REPLICATED, _GATE = 0, 1
+_REPLICATED, _GATE, _MEET = 0, 1, 2  # task kinds (module docstring)
 
 
 class Profile:
@@ -113,7 +118,7 @@ class Profile:
             task = node.task
             named = self._named(task, across_cache)
             if named - {0}:
-                self.kind[node.id] = _GATE
+                self.kind[node.id] = _GATE if 0 in named else _MEET
                 gate = sorted(named)
                 ms = {member_of[r][0] for r in gate}
                 if len(rep.groups) > 1 and len(ms) == 1:
@@ -215,7 +220,8 @@ class Variability:
             self.delta[tid] = sigma
             return 0.0
         rows = p.rows[tid]
-        wait = max(0.0, float(sigma[rows[p.row_of_gate[tid]]].max()))
+        own = rows[p.row_of_gate[tid]]
+        wait = max(0.0, float(sigma[own].max())) if p.kind[tid] == _GATE else 0.0
         out = sigma - wait
         out[rows] = (sigma[rows].max(axis=1) - wait)[:, None]
         self.delta[tid] = out

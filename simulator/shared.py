@@ -155,6 +155,8 @@ def job_specs(spec: JobsFile, doc: Document, file: Path, system: System) -> list
             at_file, at_line = doc.location((*where, "scenario"))
             raise exc.at(file=at_file, line=at_line, key_path=f"jobs[{i}].scenario") from None
         name = job.name or loaded.name
+        if any(s.name == name for s in out):
+            name = f"{name}#{i + 1}"  # the same scenario twice: jobs keep apart in results
         if job.chips is None:
             pending.append((i, loaded, name))
             out.append(JobSpec(name, loaded, ()))

@@ -55,31 +55,36 @@ def derate(system: System, links: Sequence[tuple[str, str, float]]) -> System:
 
 
 def subsystem(system: System, chips: Sequence[int], name: str | None = None) -> System:
-    """The chips ``chips`` of ``system`` (renumbered 0..n-1 in that order) with every node that
-    is not a chip (gateways, Streaming Memory, hosts, switches) and the links among what is
-    kept: what one job of several sees when it plans (:mod:`simulator.shared`)."""
+    """The chips ``chips`` of ``system`` renumbered 0..n-1 in that order: what one job of
+    several sees when it plans (:mod:`simulator.shared`). Every link is kept, and the other
+    chips stay as nodes (``other:ipu:<id>``) that routes may pass through, so the job's routes
+    are the shared system's."""
     index = {c: i for i, c in enumerate(chips)}
-    rename = {system.chips[c].node: f"ipu:{i}" for c, i in index.items()}
-    dropped = {ch.node for ch in system.chips if ch.id not in index}
+    rename = {
+        ch.node: f"ipu:{index[ch.id]}" if ch.id in index else f"other:{ch.node}"
+        for ch in system.chips
+    }
     new_chips = [
         Chip(i, system.chips[c].type, system.chips[c].machine, system.chips[c].domain)
         for i, c in enumerate(chips)
     ]
-    kept: list[Channel] = []
-    for ch in system.channels:
-        if ch.src in dropped or ch.dst in dropped:
-            continue
-        kept.append(
-            replace(
-                ch, id=len(kept), src=rename.get(ch.src, ch.src), dst=rename.get(ch.dst, ch.dst)
-            )
-        )
-    return _rebuilt(system, name or system.name, new_chips, kept)
+    kept = [
+        replace(ch, src=rename.get(ch.src, ch.src), dst=rename.get(ch.dst, ch.dst))
+        for ch in system.channels
+    ]
+    others = [rename[ch.node] for ch in system.chips if ch.id not in index]
+    return _rebuilt(system, name or system.name, new_chips, kept, others)
 
 
-def _rebuilt(system: System, name: str, chips: list[Chip], channels: list[Channel]) -> System:
+def _rebuilt(
+    system: System,
+    name: str,
+    chips: list[Chip],
+    channels: list[Channel],
+    extra: Sequence[str] = (),
+) -> System:
     chip_nodes = {c.node for c in system.chips}
-    others = [n for n in system.graph.nodes if n not in chip_nodes]
+    others = [n for n in system.graph.nodes if n not in chip_nodes] + list(extra)
     return System(
         name,
         chips,

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from simulator.config import paths
 from simulator.config.jobs import JobsFile, PerMachine, parse_chips
 from simulator.config.load import check_kind, validate
@@ -327,19 +329,21 @@ def localise(trace: Trace, ids: Sequence[int], chips: Sequence[int]) -> Trace:
             if s.task in local and s.row in back
         ]
 
-    end = {local[t]: e for t, e in trace.task_end.items() if t in local}
-    return Trace(
+    def mine(values: dict[int, float]) -> dict[int, float]:
+        return {local[t]: v for t, v in values.items() if t in local}
+
+    end = mine(trace.task_end)
+    return replace(
+        trace,
         makespan=max(end.values(), default=0.0),
         chip_spans=spans(trace.chip_spans),
         rng_spans=spans(trace.rng_spans),
-        task_start={local[t]: s for t, s in trace.task_start.items() if t in local},
+        link_spans=[],
+        task_start=mine(trace.task_start),
         task_end=end,
-        events_processed=trace.events_processed,
-        flows_started=trace.flows_started,
-        flow_recomputations=trace.flow_recomputations,
-        cached_steps=trace.cached_steps,
-        simulated_steps=trace.simulated_steps,
-        collective_gw_s={local[t]: v for t, v in trace.collective_gw_s.items() if t in local},
+        channel_bytes=np.zeros(0),
+        collective_gw_s=mine(trace.collective_gw_s),
+        waits=mine(trace.waits),
     )
 
 

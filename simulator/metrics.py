@@ -112,11 +112,16 @@ class CommResult:
 
     def text(self) -> str:
         """A short human summary."""
-        lines = [
+        head = (
             f"{self.name}: {self.pattern} on {self.system} "
             f"({self.chips} chips x {self.tiles_per_chip} tiles, {self.transfers} transfers"
             + (f", {self.algorithm}" if self.algorithm else "")
-            + ")",
+            + ")"
+        )
+        if not self.feasible:
+            return "\n".join([head, f"  INFEASIBLE: {self.reason}"])
+        lines = [
+            head,
             f"  time            {self.time_s * 1e6:,.3f} us",
             f"  bandwidth       {self.bandwidth_GBps:,.2f} GB/s "
             f"(payload {self.payload_bytes:,.0f} B)",

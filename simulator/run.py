@@ -21,7 +21,7 @@ from simulator.engine.executor import execute
 from simulator.engine.trace import Trace
 from simulator.errors import InputError
 from simulator.hardware.build import load_system
-from simulator.hardware.system import System
+from simulator.hardware.system import NoRouteError, System
 from simulator.metrics import Result, TrainingResult, with_baseline
 from simulator.strategy import Plan, PlanContext, lookup
 
@@ -77,11 +77,14 @@ def run_loaded(
     if section is not None:
         system = samples.derated(loaded, system, section)
     ctx = PlanContext(loaded, system, loaded.strategy)
-    cut = samples.cut_off(steady, system) if system is not steady else None
-    if cut is not None:  # plan on the intact system for the result's fields, then refuse
-        plan = samples.infeasible(strategy.plan(PlanContext(loaded, steady, loaded.strategy)), cut)
-    else:
+    try:
         plan = strategy.plan(ctx)
+    except NoRouteError as exc:  # a failed link: plan on the intact system, then refuse
+        plan = strategy.plan(PlanContext(loaded, steady, loaded.strategy))
+        plan = samples.infeasible(plan, f"link_derate: {exc}")
+    cut = samples.cut_off(system, plan) if system is not steady and plan.feasible else None
+    if cut is not None:
+        plan = samples.infeasible(plan, cut)
     trace: Trace | None
     if section is not None and plan.feasible:
         result, trace = samples.run_samples(

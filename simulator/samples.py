@@ -19,18 +19,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from simulator.breakdown import step_breakdown
 from simulator.config.scenario import LoadedScenario
 from simulator.config.variability import VariabilitySection
 from simulator.engine.executor import execute
+from simulator.engine.tasks import chips_of
 from simulator.engine.trace import Trace
 from simulator.engine.variability import Noise, Profile
 from simulator.errors import InputError
 from simulator.hardware.derate import derate
 from simulator.hardware.system import NoRouteError, System
 from simulator.metrics import TrainingAnalytic, TrainingResult
+from simulator.present import chip_set
 from simulator.strategy import Plan, PlanContext, Strategy
 
 
@@ -86,15 +89,25 @@ def derated(loaded: LoadedScenario, system: System, section: VariabilitySection)
         ) from None
 
 
-def cut_off(before: System, after: System) -> str | None:
-    """Why the derated system cannot run a plan that uses every chip: the chips it cut off."""
-    lost = sorted(set(after.unreachable_chips()) - set(before.unreachable_chips()))
-    if not lost:
+def cut_off(system: System, plan: Plan) -> str | None:
+    """Why a derated system cannot run ``plan``: the chips the plan uses that failed links cut
+    off from the others (None when every chip it uses still reaches every other)."""
+    used = sorted({c for n in plan.graph.nodes for c in chips_of(n.task)})
+    if len(used) < 2:
         return None
-    shown = ", ".join(str(c) for c in lost[:8]) + (" ..." if len(lost) > 8 else "")
+    component: dict[str, int] = {}
+    for i, nodes in enumerate(nx.strongly_connected_components(system.graph)):
+        component.update(dict.fromkeys(nodes, i))
+    sides: dict[int, list[int]] = {}
+    for c in used:
+        sides.setdefault(component[system.chips[c].node], []).append(c)
+    if len(sides) == 1:
+        return None
+    parts = sorted(sides.values(), key=lambda g: (-len(g), g))
+    shown = " | ".join(chip_set(g) for g in parts)
     return (
-        f"link_derate leaves no route between chip 0 and chip(s) {shown}: the failed links cut "
-        "them off (raise a factor above 0, or plan on fewer chips)"
+        f"link_derate cuts the chips the plan uses into {len(parts)} parts with no route "
+        f"between them (chips {shown}): raise a failed link's factor above 0, or use fewer chips"
     )
 
 

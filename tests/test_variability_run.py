@@ -239,7 +239,34 @@ def test_a_chip_cut_off_is_an_infeasible_plan() -> None:
     code, out = run_json(SCENARIOS / "local/resnet50-greedy-m2000.yaml", "baseline=null", links)
     doc = json.loads(out)
     assert code == 3 and doc["feasible"] is False
-    assert "chip(s) 3" in doc["reason"] and "link_derate" in doc["reason"]
+    assert "chips 0-2 | 3" in doc["reason"] and "link_derate" in doc["reason"]
+
+
+def test_a_chip_the_plan_does_not_use_may_be_cut_off() -> None:
+    """A p2p test between chips 0 and 1 of an IPU-M2000 runs with chip 3 cut off."""
+    scenario = {
+        "schema_version": 1,
+        "topology": "m2000",
+        "strategy": {
+            "type": "comm",
+            "pattern": "p2p",
+            "chips": [0, 1],
+            "bytes_per_chip": 1048576,
+        },
+        "variability": {
+            "link_derate": [
+                {"chips": [3, 1], "factor": 0},
+                {"chips": [3, 2], "factor": 0},
+                {"link": ["ipu:3", "gw:0"], "factor": 0},
+            ]
+        },
+    }
+    r = run_scenario(scenario).result
+    assert r.feasible
+    scenario["strategy"]["chips"] = [0, 3]  # type: ignore[index]
+    cut = run_scenario(scenario).result
+    assert not cut.feasible and "chips 0 | 3" in str(cut.reason)
+    assert cut.exit_code == 3 and "INFEASIBLE" in cut.text()
 
 
 def test_report_page_has_the_distribution(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ gradients), ``collective_ipu_link`` and ``collective_gw_link`` (collective steps
 domains and those that cross GW-Links), ``optimizer`` (the weight update), ``streaming_memory``
 (Streaming Memory loads and stores), ``host_io`` (input from the hosts), ``host`` (the hosts'
 per-step work and the sync with them), ``rng`` and ``other`` (time on the path no task covers).
+With variability (docs/variability.md) a sync, collective or step end that held its chips
+waiting for late replicas adds ``stragglers`` (the key appears only then).
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def critical_path(graph: TaskGraph, trace: Trace) -> list[int]:
             times, ids = ends.setdefault(res, ([], []))
             times.append(trace.task_end[done])
             ids.append(done)
-    start, end = trace.task_start, trace.task_end
+    start, end, waits = trace.task_start, trace.task_end, trace.waits
     tid: int | None = max(end, key=lambda t: (end[t], t))
     path: list[int] = []
     seen: set[int] = set()
@@ -106,7 +108,7 @@ def critical_path(graph: TaskGraph, trace: Trace) -> list[int]:
         seen.add(tid)
         path.append(tid)
         node = graph.nodes[tid]
-        s = start[tid]
+        s = start[tid] - waits.get(tid, 0.0)  # it held its chips from there (stragglers)
         ready = max((end[d] for d in node.deps), default=0.0)
         nxt: int | None = max(node.deps, key=lambda d: (end[d], d)) if node.deps else None
         if s - ready > _EPS * max(1.0, s):
@@ -146,6 +148,8 @@ def step_breakdown(
     down in proportion.
     """
     out = dict.fromkeys(CAUSES, 0.0)
+    if trace.waits:
+        out["stragglers"] = 0.0
     path = critical_path(graph, trace)
     if not path:
         return out
@@ -158,6 +162,10 @@ def step_breakdown(
         s, e = start[tid], min(end[tid], covered_to)
         out["other"] += max(0.0, covered_to - end[tid])
         span = max(0.0, e - s)
+        wait = trace.waits.get(tid, 0.0)
+        if wait:
+            out["stragglers"] += max(0.0, min(s, covered_to) - max(0.0, s - wait))
+            s -= wait
         if isinstance(task, Collective):
             gw = min(span, trace.collective_gw_s.get(tid, 0.0))
             out["collective_gw_link"] += gw

@@ -137,9 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     # Built-in examples and models (simulator/cli_examples.py, simulator/cli_models.py).
     from simulator.cli_examples import add_examples_command
     from simulator.cli_models import add_model_commands
+    from simulator.cli_shared import add_shared_command
 
     add_model_commands(sub)
     add_examples_command(sub)
+    add_shared_command(sub)  # several jobs on one system (docs/variability.md)
     return parser
 
 

@@ -22,6 +22,7 @@ COMMANDS = {
     "scenario": "ipusim run {name}",
     "sweep": "ipusim sweep {name} --out results.db",
     "plan": "ipusim plan {name}",
+    "jobs": "ipusim shared {name}",
 }
 
 
@@ -67,7 +68,7 @@ def cmd_examples(args: argparse.Namespace) -> int:
     width = max(len(n) for n in files)
     titles = {"scenario": "scenarios", "sweep": "sweeps", "plan": "plans"}
     first = True
-    for kind in ("scenario", "sweep", "plan", *sorted(set(by_kind) - set(COMMANDS))):
+    for kind in ("scenario", "sweep", "plan", "jobs", *sorted(set(by_kind) - set(COMMANDS))):
         if kind not in by_kind:
             continue
         if not first:

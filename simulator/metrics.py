@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from simulator.present import baseline_lines, closed_form_line, line, plural
+from simulator.present import baseline_lines, closed_form_line, line, plural, variability_line
+
+#: Field metadata of result fields that are left out of the JSON while they are None (fields
+#: added by an optional input, so results without it stay byte-identical).
+OMIT_IF_NONE = "omit_if_none"
+_OPTIONAL = {OMIT_IF_NONE: True}
 
 
 def _clean(value: Any) -> Any:
@@ -28,8 +33,12 @@ def _clean(value: Any) -> Any:
 
 
 def to_document(result: Any) -> dict[str, Any]:
-    """A result dataclass as JSON-ready data (floats rounded, NaN and infinity as None)."""
+    """A result dataclass as JSON-ready data (floats rounded, NaN and infinity as None);
+    fields marked :data:`OMIT_IF_NONE` are left out while None."""
     doc: dict[str, Any] = _clean(asdict(result))
+    for f in fields(result):
+        if f.metadata.get(OMIT_IF_NONE) and doc.get(f.name) is None:
+            doc.pop(f.name, None)
     return doc
 
 
@@ -104,10 +113,17 @@ class CommResult:
 
     def text(self) -> str:
         """A short human summary."""
-        lines = [
+        head = (
             f"{self.name}: {self.pattern} on {self.system} "
             f"({self.chips} chips x {self.tiles_per_chip} tiles, {self.transfers} transfers, "
-            f"{self.messages} messages" + (f", {self.algorithm}" if self.algorithm else "") + ")",
+            f"{self.messages} messages"
+            + (f", {self.algorithm}" if self.algorithm else "")
+            + ")"
+        )
+        if not self.feasible:
+            return "\n".join([head, f"  INFEASIBLE: {self.reason}"])
+        lines = [
+            head,
             f"  time            {self.time_s * 1e6:,.3f} us",
             f"  bandwidth       {self.bandwidth_GBps:,.2f} GB/s "
             f"(payload {self.payload_bytes:,.0f} B)",
@@ -198,6 +214,12 @@ class TrainingResult:
     warnings: list[str] = field(default_factory=list)
     step_breakdown: dict[str, float] | None = None
     sparsity: SparsityInfo | None = None  # training.sparsity (strategies/sparse)
+    # with variability (docs/variability.md): the distribution over samples (and members)
+    step_time_mean_s: float | None = field(default=None, metadata=_OPTIONAL)
+    step_time_p50_s: float | None = field(default=None, metadata=_OPTIONAL)
+    step_time_p99_s: float | None = field(default=None, metadata=_OPTIONAL)
+    step_time_samples_s: list[float] | None = field(default=None, metadata=_OPTIONAL)
+    variability: dict[str, Any] | None = field(default=None, metadata=_OPTIONAL)
 
     @property
     def exit_code(self) -> int:
@@ -221,6 +243,8 @@ class TrainingResult:
                 f"  step time       {self.step_time_s * 1e3:,.3f} ms",  # type: ignore[operator]
                 f"  throughput      {self.throughput_samples_per_s:,.1f} samples/s",
             ]
+            if self.step_time_mean_s is not None and self.variability is not None:
+                lines.append(variability_line(self))
             lines += baseline_lines(self)
             if self.flop_utilisation is not None:
                 lines.append(f"  FLOP utilisation {self.flop_utilisation:.1%} of peak")

@@ -73,6 +73,29 @@ def table(rows: list[list[str]], right: set[int]) -> list[str]:
     ]
 
 
+def variability_line(result: Any) -> str:
+    """What a result with variability sampled, and its step-time distribution, in one line."""
+    facts = result.variability
+    what = []
+    if facts.get("compute_cv"):
+        what.append(f"compute_cv {facts['compute_cv']:g}")
+    if facts.get("host_jitter"):
+        what.append(f"host_jitter {facts['host_jitter']:g}")
+    if facts.get("slow_chips"):
+        what.append(plural(len(facts["slow_chips"]), "slow chip"))
+    if facts.get("link_derate"):
+        what.append(plural(len(facts["link_derate"]), "derated link"))
+    members = facts.get("members")
+    per = f" x {members} members" if members else ""
+    return line(
+        "variability",
+        f"{', '.join(what)}; {plural(facts['samples'], 'sample')}{per} (seed {facts['seed']}): "
+        f"step mean {_ms(result.step_time_mean_s)}, p50 {_ms(result.step_time_p50_s)}, "
+        f"p99 {_ms(result.step_time_p99_s)}",
+        wrap=True,
+    )
+
+
 def closed_form_line(estimate_s: float, difference: float, *, unit: str = "ms") -> str:
     """The closed-form estimate and how the simulation compares with it, in words.
 

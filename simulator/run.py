@@ -6,11 +6,11 @@ This and the CLI are the only places that look strategies up by name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.breakdown import step_breakdown
+from simulator import samples
 from simulator.config.scenario import (
     LoadedScenario,
     load_baseline,
@@ -21,7 +21,7 @@ from simulator.engine.executor import execute
 from simulator.engine.trace import Trace
 from simulator.errors import InputError
 from simulator.hardware.build import load_system
-from simulator.hardware.system import System
+from simulator.hardware.system import NoRouteError, System
 from simulator.metrics import Result, TrainingResult, with_baseline
 from simulator.strategy import Plan, PlanContext, lookup
 
@@ -72,19 +72,33 @@ def run_loaded(
     """
     system = system if system is not None else build_system(loaded)
     strategy = lookup(loaded.scenario.strategy.type)
+    section = samples.section_of(loaded)  # None: the steady machine, exactly as without it
+    steady = system
+    if section is not None:
+        system = samples.derated(loaded, system, section)
     ctx = PlanContext(loaded, system, loaded.strategy)
-    plan = strategy.plan(ctx)
-    trace = (
-        execute(system, plan.graph, fast_collectives=fast_collectives) if plan.feasible else None
-    )
-    result = strategy.summarise(ctx, plan, trace)
-    if isinstance(result, TrainingResult) and trace is not None and result.feasible:
-        causes = step_breakdown(plan.graph, trace, plan.info.get("pipeline_tasks"))
-        if result.step_time_s and trace.makespan > 0:
-            # a strategy that simulates several steps (local) reports one: scale the path
-            share = result.step_time_s / trace.makespan
-            causes = {k: v * share for k, v in causes.items()}
-        result = replace(result, step_breakdown=causes)
+    try:
+        plan = strategy.plan(ctx)
+    except NoRouteError as exc:  # a failed link: plan on the intact system, then refuse
+        plan = strategy.plan(PlanContext(loaded, steady, loaded.strategy))
+        plan = samples.infeasible(plan, f"link_derate: {exc}")
+    cut = samples.cut_off(system, plan) if system is not steady and plan.feasible else None
+    if cut is not None:
+        plan = samples.infeasible(plan, cut)
+    trace: Trace | None
+    if section is not None and plan.feasible:
+        result, trace = samples.run_samples(
+            ctx, strategy, plan, section, fast_collectives=fast_collectives
+        )
+    else:
+        trace = (
+            execute(system, plan.graph, fast_collectives=fast_collectives)
+            if plan.feasible
+            else None
+        )
+        result = strategy.summarise(ctx, plan, trace)
+        if trace is not None:
+            result = samples.with_step_breakdown(result, plan, trace)
     if baseline and isinstance(result, TrainingResult) and loaded.scenario.baseline is not None:
         try:
             base = load_baseline(loaded)

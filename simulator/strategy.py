@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from simulator.config.base import StrictModel
 from simulator.config.scenario import LoadedScenario, register_strategy_schema
 from simulator.engine.graph import TaskGraph
+from simulator.engine.replicas import Replication
 from simulator.engine.trace import Trace
 from simulator.errors import InputError
 from simulator.hardware.system import System
@@ -48,12 +49,19 @@ class PlanContext:
 
 @dataclass
 class Plan:
-    """A task graph and the facts about it that results need (payload, estimates, memory)."""
+    """A task graph and the facts about it that results need (payload, estimates, memory).
+
+    ``replication``: which chips repeat the simulated ones (replicas, members) when the graph
+    simulates one copy of them (:class:`~simulator.engine.replicas.Replication`); None when
+    every chip the graph uses is simulated. Variability needs it to make syncs wait for late
+    copies (docs/variability.md).
+    """
 
     graph: TaskGraph
     info: dict[str, Any] = field(default_factory=dict)
     feasible: bool = True
     reason: str | None = None
+    replication: Replication | None = None
 
 
 class Strategy(Protocol):

@@ -35,6 +35,7 @@ from pydantic import Field
 from simulator.config.base import PositiveInt, StrictModel
 from simulator.engine.collectives import ring_order
 from simulator.engine.graph import TaskGraph
+from simulator.engine.replicas import Replication
 from simulator.engine.tasks import ALGORITHMS, Collective, MemLoad, MemStore
 from simulator.engine.trace import Trace
 from simulator.metrics import EngineStats, TrainingAnalytic, TrainingResult
@@ -297,7 +298,10 @@ class Ensemble:
                 )
             return plan
         info["built"] = build_graph(ctx, model, tp, lay, groups, p)
-        return Plan(info["built"].graph, info)
+        # every chip of every member repeats member 0's first chip; members wait for each
+        # other only where the graph says (codistillation's exchanges)
+        copies = [[c] for grp in groups for c in grp]
+        return Plan(info["built"].graph, info, replication=Replication.of_rows(copies, len(groups)))
 
     def summarise(self, ctx: PlanContext, plan: Plan, trace: Trace | None) -> EnsembleResult:
         return summarise(ctx, plan, trace)

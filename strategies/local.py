@@ -46,6 +46,7 @@ from pydantic import Field
 from simulator.config import workload as spec
 from simulator.config.base import NonNegativeInt, PositiveInt, StrictModel
 from simulator.engine.graph import TaskGraph
+from simulator.engine.replicas import Replication
 from simulator.engine.tasks import ALGORITHMS, Transfer
 from simulator.engine.trace import Trace
 from simulator.hardware.model import ChipType
@@ -455,7 +456,7 @@ class Local:
         ]
         built = build_graph(ctx, model, tp, lay, blocks, costs)
         info["built"] = built
-        return Plan(built.graph, info)
+        return Plan(built.graph, info, replication=Replication.of_rows(lay.chips))
 
     def summarise(self, ctx: PlanContext, plan: Plan, trace: Trace | None) -> LocalResult:
         return summarise(ctx, plan, trace)

@@ -26,6 +26,7 @@ from pydantic import Field
 from simulator.config.base import NonNegativeInt, PositiveInt, StrictModel
 from simulator.engine.collectives import ring_order
 from simulator.engine.graph import TaskGraph
+from simulator.engine.replicas import Replication
 from simulator.engine.tasks import (
     ALGORITHMS,
     Collective,
@@ -543,7 +544,7 @@ def plan_layout(ctx: PlanContext, lay: Layout, model: Model | None = None) -> Pl
     built = build_graph(ctx, model, tp, lay)
     info["built"] = built
     info["pipeline_tasks"] = built.pipeline_tasks
-    return Plan(built.graph, info)
+    return Plan(built.graph, info, replication=Replication.of_rows(lay.chips))
 
 
 class Pipeline:

@@ -36,6 +36,7 @@ from simulator.engine.collectives import ring_order
 from simulator.engine.collectives import schedule as collective_steps
 from simulator.engine.executor import host_sync_seconds, rng_seconds
 from simulator.engine.graph import TaskGraph
+from simulator.engine.replicas import Replication
 from simulator.engine.tasks import ALGORITHMS, Collective, Compute, Rng
 from simulator.engine.trace import Trace
 from simulator.hardware.model import ChipType
@@ -251,7 +252,10 @@ def plan(ctx: PlanContext) -> Plan:
         return infeasible_plan(info, [(0, mem)])
     cost = stage_cost(model.layers, model.needs_input_grad, sgd, ct)
     info["cost"] = cost
-    return Plan(_graph(ctx, p, tp, lay, cost, model.params), info)
+    # every worker chip repeats chip 0's work; they meet in the coefficient collectives
+    copies = [[c] for row in lay.chips for c in row]
+    graph = _graph(ctx, p, tp, lay, cost, model.params)
+    return Plan(graph, info, replication=Replication.of_rows(copies))
 
 
 def _graph(

@@ -57,6 +57,7 @@ READERS = {
     "chip": ["topology", "show"],
     "sweep": ["sweep", "--out", "docs-test.sqlite", "--no-progress", "--jobs", "2"],
     "plan": ["plan", "--no-progress", "--jobs", "2"],
+    "jobs": ["shared"],
 }
 
 

@@ -41,6 +41,7 @@ from simulator.config.load import (
     set_path,
     validate,
 )
+from simulator.config.variability import VariabilitySection
 from simulator.config.yamlio import Document, KeyPath, dump_yaml, load_document, parse_document
 from simulator.errors import InputError, did_you_mean
 from simulator.plugins import GROUP, load_strategies
@@ -100,6 +101,11 @@ class ScenarioFile(StrictModel):
         None,
         description="A scenario path relative to this file, or a mapping of key-path "
         "overrides applied to this scenario (e.g. {topology: pod16}).",
+    )
+    variability: VariabilitySection | None = Field(
+        None,
+        description="Noise and faults: compute_cv, slow_chips, link_derate, host_jitter, "
+        "samples (docs/variability.md). Absent or all zeros: the steady machine.",
     )
 
 
@@ -161,7 +167,6 @@ class LoadedScenario:
         return self.scenario.name or self.path.stem
 
 
-#: Files of another kind given where a scenario is expected, and the command that reads them.
 def _check_not_other_kind(doc: Document) -> None:
     """A sweep, plan, model, system or chip file (or a Hugging Face config) given as a scenario
     is an error that names the command reading it, before its keys meet the wrong schema."""

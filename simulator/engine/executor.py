@@ -42,6 +42,7 @@ from simulator.engine.tasks import (
     Transfer,
 )
 from simulator.engine.trace import Span, Trace
+from simulator.engine.variability import Variability
 from simulator.hardware.model import ChipType
 from simulator.hardware.system import System
 
@@ -93,11 +94,19 @@ def rng_seconds(ct: ChipType, task: Rng) -> float:
 class Executor:
     """Runs a TaskGraph on a System and records a Trace."""
 
-    def __init__(self, system: System, graph: TaskGraph, *, fast_collectives: bool = True) -> None:
+    def __init__(
+        self,
+        system: System,
+        graph: TaskGraph,
+        *,
+        fast_collectives: bool = True,
+        variability: Variability | None = None,
+    ) -> None:
         graph.validate(system.num_chips)
         self.system = system
         self.graph = graph
         self.fast_collectives = fast_collectives
+        self.var = variability
         self.env = CountingEnvironment()
         self.net = FlowNetwork(
             self.env,
@@ -117,6 +126,8 @@ class Executor:
                 self._dependents[d].append(node.id)
         self.trace = Trace()
         self._done = 0
+        if variability is not None:
+            variability.bind(self.trace.task_end)
 
     # ---- public ---------------------------------------------------------------------------
     def run(self) -> Trace:
@@ -182,12 +193,24 @@ class Executor:
             self.acquire((task.chip,), lambda: self._start(tid))
 
     def _start(self, tid: int) -> None:
+        if self.var is not None:  # variability: first wait for copies that are late
+            wait = self.var.begin(tid)
+            if wait > 0:
+                self.trace.waits[tid] = wait
+                ev = self.env.timeout(wait)
+                ev.callbacks.append(lambda _e: self._run(tid))
+                return
+        self._run(tid)
+
+    def _run(self, tid: int) -> None:
         env = self.env
         task = self.graph.nodes[tid].task
         self.trace.task_start[tid] = env.now
         ct_of = self.system.chips
+        var = self.var
         if isinstance(task, Compute):
-            self._after(compute_seconds(ct_of[task.chip].type, task), tid)
+            seconds = compute_seconds(ct_of[task.chip].type, task)
+            self._after(seconds if var is None else var.compute(tid, task.chip, seconds), tid)
         elif isinstance(task, Exchange):
             ct = ct_of[task.chip].type
             if task.cycles is not None:
@@ -199,7 +222,8 @@ class Executor:
             scope = task.group + task.across if task.across else task.group
             self._after(self.system.sync_latency_s(scope) * task.count, tid)
         elif isinstance(task, HostSync):
-            self._after(host_sync_seconds(self.system, task.group + task.across), tid)
+            seconds = host_sync_seconds(self.system, task.group + task.across)
+            self._after(seconds if var is None else seconds + var.host_extra(tid), tid)
         elif isinstance(task, HostLoad):
             res, cap, lat = self.paths.host_load_path(task.chip, task.bytes, task.samples)
             ev = self.net.start(res, task.bytes, cap / max(1, task.sharing))
@@ -335,6 +359,15 @@ class Executor:
             )
 
 
-def execute(system: System, graph: TaskGraph, *, fast_collectives: bool = True) -> Trace:
-    """Run ``graph`` on ``system``; the same inputs always give the same Trace."""
-    return Executor(system, graph, fast_collectives=fast_collectives).run()
+def execute(
+    system: System,
+    graph: TaskGraph,
+    *,
+    fast_collectives: bool = True,
+    variability: Variability | None = None,
+) -> Trace:
+    """Run ``graph`` on ``system``; the same inputs always give the same Trace.
+
+    ``variability``: one sample's draws (:mod:`simulator.engine.variability`); None is the
+    steady machine."""
+    return Executor(system, graph, fast_collectives=fast_collectives, variability=variability).run()

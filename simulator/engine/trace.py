@@ -49,6 +49,9 @@ class Trace:
     simulated_steps: int = 0
     #: per Collective task: seconds of its steps whose exchange crossed GW-Links
     collective_gw_s: dict[int, float] = field(default_factory=dict)
+    #: per task that joined late copies (variability): seconds it held its chips waiting
+    #: before it started (``task_start`` is after the wait)
+    waits: dict[int, float] = field(default_factory=dict)
 
     def busy_by_kind(self, num_chips: int) -> dict[str, np.ndarray]:
         """Seconds each chip spent per span kind (overlaps within a kind are not merged)."""

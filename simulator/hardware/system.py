@@ -24,6 +24,10 @@ from simulator.hardware.model import (
 )
 
 
+class NoRouteError(ValueError):
+    """Two nodes of a system that no path joins (e.g. after a link failed)."""
+
+
 class System:
     """A built IPU system. Immutable after construction; routes are computed lazily and cached."""
 
@@ -146,7 +150,7 @@ class System:
             _, path = nx.bidirectional_dijkstra(self.graph, src, dst, weight="latency")
             return list(path)
         except (nx.NetworkXNoPath, nx.NodeNotFound) as exc:
-            raise ValueError(f"no route from {src} to {dst} in system {self.name}") from exc
+            raise NoRouteError(f"no route from {src} to {dst} in system {self.name}") from exc
 
     def _via_gateways(self, a: Chip, b: Chip) -> list[str] | None:
         """Chip -> its machine's gateway -> (cached gateway-to-gateway path) -> gateway -> chip.

@@ -273,7 +273,7 @@ def _sweeps(args: argparse.Namespace) -> Any:
 
     from simulator.sweep.export import records
     from simulator.sweep.store import Store
-    from simulator.viz import plots
+    from simulator.viz import plots, variability
 
     with Store.open(args.store, create=False, readonly=True) as store:
         flat = records(store, args.sweep)
@@ -283,4 +283,6 @@ def _sweeps(args: argparse.Namespace) -> Any:
         rows, values = sweeps.setdefault(row["sweep"], ([], []))
         rows.append(row)
         values.append(json.loads(r["values"]))
-    return plots.sweep_page(sweeps)
+    page = plots.sweep_page(sweeps)
+    variability.add_store_section(page, variability.from_store(raw))  # docs/variability.md
+    return page

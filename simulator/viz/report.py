@@ -389,6 +389,10 @@ def page(outcome: Any, gantt: Gantt | None) -> Page:
 
             p.heading("Where the step goes (critical path)", "step-breakdown")
             p.figure(step_breakdown_figure([(result.name, steps)]), "step-breakdown-figure")
+    if gantt is not None:
+        from simulator.viz.variability import add_run_section
+
+        add_run_section(p, result)  # with variability: the sampled steps (docs/variability.md)
     if memory:
         p.heading("Memory per chip", "memory")
         fig = memory_figure(memory)

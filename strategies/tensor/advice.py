@@ -1,9 +1,9 @@
-""""Would help": when a stage does not fit, what tensor parallelism would save.
+""" "Would help": when a stage does not fit, what tensor parallelism would save.
 
 The memory planner's own suggestions (smaller micro-batch, recomputation, offloading, more
 stages) know nothing of splitting layers; this adds, for the fullest chip, the memory plan of its
-stage's layers split over 2, 4 or 8 chips (the first degrees the model allows above the
-current one), with the chips that layout would need.
+stage's layers split over the first (up to three) degrees T the model allows above the current
+one (T dividing its heads and FFN width), with the chips that layout would need.
 """
 
 from __future__ import annotations
@@ -44,13 +44,15 @@ def would_help(
     depth = in_flight(lay.schedule, lay.stages, tp.grad_accum, d, lay.chunks)
     ct = ctx.system.chips[chip].type
     out: list[str] = []
-    for t in (2, 4, 8, 16):
-        if t <= lay.tensor:
-            continue
+    tried = 0
+    for t in range(lay.tensor + 1, 33):
         try:
             split, _ = split_model(model, t, mode, _fail)
         except InputError:
             continue
+        if tried == 3:
+            break
+        tried += 1
         plan = stage_memory(
             [split.layers[i] for i in layers_idx],
             tp,
@@ -62,10 +64,12 @@ def would_help(
         saved = worst.total - plan.total
         chips = lay.stages * t * lay.replicas
         verdict = "fits" if plan.fits else f"still {plan.shortfall_bytes / MIB:,.1f} MiB over"
+        have = ctx.system.num_chips
         out.append(
             f"tensor parallelism over {t} chips per stage (strategy.tensor_parallel: {t}; "
-            f"{lay.stages} x {t} x {lay.replicas} = {chips} chips): saves "
-            f"{saved / MIB:,.1f} MiB ({verdict})"
+            f"{lay.stages} x {t} x {lay.replicas} = {chips} chips"
+            + ("" if chips == have else f", {ctx.system.name} has {have}")
+            + f"): saves {saved / MIB:,.1f} MiB ({verdict})"
         )
         if plan.fits:
             break

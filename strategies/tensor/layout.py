@@ -43,7 +43,6 @@ class Sharded:
     placement: GroupPlacement
     built: TensorPasses | None = None
     tp: TrainingParams | None = None
-    step_tasks: list[int] = field(default_factory=list)  # the group's step-end collectives
     lay: Layout | None = field(default=None, repr=False, compare=False)  # the split's layout
 
     # ---- memory ---------------------------------------------------------------------------
@@ -120,11 +119,10 @@ class Sharded:
                 self._group(lay, d),
                 float(rep * DTYPE_BYTES[tp.dtype]),
                 dtype=tp.dtype,
-                label=f"tp all_reduce sequence-split gradients stage {d}",
+                label=f"tp step s{d}: sequence-split gradients",
             ),
             deps,
         )
-        self.step_tasks.append(task)
         return [task]
 
     def before_update(
@@ -147,11 +145,10 @@ class Sharded:
                 self._group(lay, d),
                 2 * n * 4.0,
                 dtype="fp32",
-                label=f"tp {tp.optimizer} norms stage {d}",
+                label=f"tp step s{d}: {tp.optimizer} norms",
             ),
             deps,
         )
-        self.step_tasks.append(task)
         return [task]
 
     # ---- results --------------------------------------------------------------------------

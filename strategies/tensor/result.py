@@ -11,6 +11,7 @@ from simulator.breakdown import critical_path
 from simulator.engine.tasks import Collective
 from simulator.engine.trace import Trace
 from simulator.metrics import TrainingResult
+from simulator.present import plural
 from simulator.strategy import Plan
 from strategies.tensor.closed_form import layer_wire_bytes, wire_bytes
 from strategies.tensor.passes import CommAt
@@ -39,6 +40,10 @@ class TensorResult(TrainingResult):
     def text(self) -> str:
         """TrainingResult's summary plus the tensor-parallel lines."""
         lines = super().text().split("\n")
+        stages = plural(self.stages, "stage")
+        lines[0] = lines[0].replace(
+            f"x {stages}", f"x {stages} x {self.tensor_parallel}-chip tensor groups", 1
+        )
         extra = [
             f"  tensor parallel T={self.tensor_parallel} ({self.tensor_collective}): "
             f"{self.tensor_placement}"
@@ -96,8 +101,9 @@ def _collectives(sh: Sharded, plan: Plan, trace: Trace) -> dict[str, Any]:
         count += 1
         buffer += task.bytes
         wire += wire_bytes(task.kind, t, task.bytes)
-        d = stage_of[frozenset(task.group)]
-        per_stage[d] += trace.task_end[tid] - trace.task_start[tid]
+        if not task.label.startswith("tp step"):  # the passes' (the step end's apart)
+            seconds = trace.task_end[tid] - trace.task_start[tid]
+            per_stage[stage_of[frozenset(task.group)]] += seconds
     closed = [
         tp.grad_accum
         * sum(built.seconds[j] for j in range(len(built.seconds)) if j % lay.stages == d)

@@ -223,9 +223,7 @@ def split_model(
             builder = L.BUILDERS.get(x.kind)
             c = L.add(shape) if x.spec is None or builder is None else builder(x.spec, shape)
             new = _recost(x, c, x.spec, shape)
-            split = LayerSplit(
-                "sequence", held_elems=new.output_elems, replicated_params=x.params
-            )
+            split = LayerSplit("sequence", held_elems=new.output_elems, replicated_params=x.params)
         else:
             new = x
             split = LayerSplit("replicated", held_elems=x.output_elems)

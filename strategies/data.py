@@ -17,7 +17,7 @@ from pydantic import Field
 from simulator.config.base import NonNegativeInt, PositiveInt, StrictModel
 from simulator.engine.tasks import ALGORITHMS
 from simulator.strategy import Plan, PlanContext, register
-from strategies.pipeline import Layout, Pipeline, check_chips, plan_layout
+from strategies.pipeline import Layout, Pipeline, check_chips, plan_layout, split_check
 from strategies.tensor.keys import TensorKeys
 from strategies.training import scenario_model
 
@@ -45,9 +45,10 @@ class Data(Pipeline):
     def plan(self, ctx: PlanContext) -> Plan:
         p: DataParams = ctx.params  # type: ignore[assignment]
         t = p.tensor_parallel
+        model = split_check(ctx, t, p.tensor_collective)
         replicas = p.replicas or max(1, ctx.system.num_chips // t)
         check_chips(ctx, 1, replicas, "replicas", t)
-        model = scenario_model(ctx)
+        model = model or scenario_model(ctx)
         lay = Layout(
             1,
             replicas,

@@ -382,6 +382,18 @@ def plan_layout(ctx: PlanContext, lay: Layout, model: Model | None = None) -> Pl
     return Plan(built.graph, info)
 
 
+def split_check(ctx: PlanContext, tensor: int, mode: str) -> Model | None:
+    """With tensor parallelism, the scenario's model once it is known to split T ways (a bad
+    split is reported before the chip count, being the more basic fault); None at T = 1."""
+    if tensor == 1:
+        return None
+    from strategies.tensor.shard import check
+
+    model = scenario_model(ctx)
+    check(model, tensor, mode, ctx.error)  # type: ignore[arg-type]
+    return model
+
+
 class Pipeline:
     name = "pipeline"
     params = PipelineParams
@@ -389,13 +401,14 @@ class Pipeline:
     def plan(self, ctx: PlanContext) -> Plan:
         p: PipelineParams = ctx.params  # type: ignore[assignment]
         t = p.tensor_parallel
+        model = split_check(ctx, t, p.tensor_collective)
         check_chips(ctx, p.stages, p.replicas, "stages", t)
         if p.chunks > 1 and p.schedule != "interleaved":
             raise ctx.error(
                 ("strategy", "chunks"),
                 f"chunks {p.chunks} needs schedule interleaved (or set chunks: 1)",
             )
-        model = scenario_model(ctx)
+        model = model or scenario_model(ctx)
         lay = Layout(
             p.stages,
             p.replicas,

@@ -235,7 +235,8 @@ def test_a_stage_that_does_not_fit_fits_with_tensor_parallelism(
     path = gpt_pipeline(tmp_path, 1)
     assert main(["run", str(path), "--json"]) == 3
     doc = json.loads(capsys.readouterr().out)
-    assert "tensor parallelism over 2 chips per stage" in doc["reason"]
+    help_ = "tensor parallelism (strategy.tensor_parallel: 2 with 4 stage(s) x 2 replica(s)"
+    assert help_ in doc["reason"]
     path = gpt_pipeline(tmp_path, 4)
     assert main(["run", str(path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from simulator.config.base import PositiveInt, StrictModel
+from simulator.config.base import NonNegativeInt, PositiveInt
 from simulator.engine.collectives import ring_order
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import ALGORITHMS, Collective, MemLoad, MemStore
@@ -51,6 +51,7 @@ from strategies.summary import (
     memory_plans,
     result_fields,
 )
+from strategies.tensor.keys import TensorKeys
 from strategies.training import (
     StageCost,
     TrainingParams,
@@ -63,12 +64,23 @@ from strategies.training import (
 Codistillation = Literal["none", "checkpoint", "online"]
 
 
-class EnsembleParams(StrictModel):
+class EnsembleParams(TensorKeys):
     """Keys of ``strategy:`` for ``type: ensemble``."""
 
     members: PositiveInt = Field(description="N: independent members (models).")
     member_chips: PositiveInt | None = Field(
-        None, description="G: chips per member, data-parallel (default: chips / members)."
+        None,
+        description="G: chips per member (default: chips / members); data-parallel, or "
+        "stages x tensor_parallel x replicas with pipelined members.",
+    )
+    stages: PositiveInt = Field(
+        1,
+        description="K: pipeline stages of each member (strategies/ensemble_pipeline.py; "
+        "needs codistillation: none above 1).",
+    )
+    schedule: Literal["gpipe", "1f1b"] = Field("1f1b", description="Pipelined members' order.")
+    layers_per_stage: list[NonNegativeInt] | None = Field(
+        None, description="Pipelined members: repeated blocks per stage (default: balanced)."
     )
     codistillation: Codistillation = Field(
         "none",
@@ -136,6 +148,9 @@ def _check(ctx: PlanContext, p: EnsembleParams) -> None:
     for key in ("exchange_every", "teacher_weights"):
         if key in p.model_fields_set and p.codistillation != "checkpoint":
             raise ctx.error(("strategy", key), f"{key} needs codistillation: checkpoint")
+    for key in ("schedule", "layers_per_stage"):
+        if key in p.model_fields_set and p.stages == 1:
+            raise ctx.error(("strategy", key), f"{key} needs pipelined members (stages > 1)")
 
 
 def _memory(
@@ -248,6 +263,10 @@ class Ensemble:
         p: EnsembleParams = ctx.params  # type: ignore[assignment]
         groups = member_chips(ctx, p)
         _check(ctx, p)
+        if p.stages > 1 or p.tensor_parallel > 1:
+            from strategies.ensemble_pipeline import plan_pipelined
+
+            return plan_pipelined(ctx, p, groups)
         model = scenario_model(ctx)
         tp = training_params(ctx)
         g = len(groups[0])
@@ -298,7 +317,11 @@ class Ensemble:
         info["built"] = build_graph(ctx, model, tp, lay, groups, p)
         return Plan(info["built"].graph, info)
 
-    def summarise(self, ctx: PlanContext, plan: Plan, trace: Trace | None) -> EnsembleResult:
+    def summarise(self, ctx: PlanContext, plan: Plan, trace: Trace | None) -> TrainingResult:
+        if plan.info.get("pipelined"):
+            from strategies.ensemble_pipeline import summarise_pipelined
+
+            return summarise_pipelined(ctx, plan, trace)
         return summarise(ctx, plan, trace)
 
 

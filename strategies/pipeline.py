@@ -333,20 +333,26 @@ def _send(
     return [g.add(Transfer(a, b, nbytes, label=label), [sync]) for a, b in pairs]
 
 
-def plan_layout(ctx: PlanContext, lay: Layout, model: Model | None = None) -> Plan:
-    """Check memory, build the graph, and pack what the summary needs into a Plan."""
+def plan_layout(
+    ctx: PlanContext, lay: Layout, model: Model | None = None, *, copies: int = 1
+) -> Plan:
+    """Check memory, build the graph, and pack what the summary needs into a Plan.
+
+    ``copies``: independent copies of the whole layout that the step's samples count (an
+    ensemble's members); 1 for a plain pipeline."""
     from strategies.summary import infeasible_plan, memory_plans
 
     model = model if model is not None else scenario_model(ctx)
     tp = training_params(ctx)
-    expected = tp.micro_batch * tp.grad_accum * lay.replicas * tp.samples_per_input
+    expected = tp.micro_batch * tp.grad_accum * lay.replicas * tp.samples_per_input * copies
     if tp.global_batch is not None and abs(tp.global_batch - expected) > 1e-9:
         raise ctx.error(
             ("training", "global_batch"),
             f"global_batch {tp.global_batch} != micro_batch {tp.micro_batch} x "
             f"grad_accum {tp.grad_accum} x replicas {lay.replicas} x "
-            f"samples_per_input {tp.samples_per_input:g} = {expected:g}; "
-            "change one of them so they agree",
+            f"samples_per_input {tp.samples_per_input:g}"
+            + (f" x members {copies}" if copies > 1 else "")
+            + f" = {expected:g}; change one of them so they agree",
         )
     if lay.schedule == "interleaved" and tp.grad_accum % lay.stages:
         raise ctx.error(

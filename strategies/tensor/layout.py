@@ -166,12 +166,18 @@ class Sharded:
 
 
 def split_layout(
-    ctx: PlanContext, lay: Layout, model: Model, tensor: int, mode: TensorCollective
+    ctx: PlanContext,
+    lay: Layout,
+    model: Model,
+    tensor: int,
+    mode: TensorCollective,
+    chips: Sequence[int] | None = None,
 ) -> Layout:
     """``lay`` with each stage a group of ``tensor`` chips holding ``model`` split over them
-    (invalid input, exit 2, when the split cannot be made)."""
+    (invalid input, exit 2, when the split cannot be made); the groups are carved from
+    ``chips`` (default: the whole system)."""
     split, splits = split_model(model, tensor, mode, ctx.error)
-    placement = place_groups(ctx.system, lay.stages, tensor, lay.replicas)
+    placement = place_groups(ctx.system, lay.stages, tensor, lay.replicas, chips)
     sharded = Sharded(ctx, tensor, mode, model, split, splits, placement)
     new = replace(
         lay,

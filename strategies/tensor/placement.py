@@ -12,6 +12,7 @@ neighbouring machines); replicas follow each other. The result states where the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from simulator.hardware.system import System
@@ -26,10 +27,18 @@ class GroupPlacement:
     warnings: tuple[str, ...] = ()
 
 
-def place_groups(system: System, stages: int, tensor: int, replicas: int) -> GroupPlacement:
-    """Groups of ``tensor`` chips for ``replicas`` x ``stages`` stages (every chip used)."""
+def place_groups(
+    system: System,
+    stages: int,
+    tensor: int,
+    replicas: int,
+    chips: Sequence[int] | None = None,
+) -> GroupPlacement:
+    """Groups of ``tensor`` chips for ``replicas`` x ``stages`` stages, over ``chips`` (default:
+    every chip of the system; an ensemble member passes its own)."""
     by_machine: dict[tuple[int, int], list[int]] = {}
-    for chip in system.chips:
+    for cid in chips if chips is not None else range(system.num_chips):
+        chip = system.chips[cid]
         by_machine.setdefault((chip.domain, chip.machine), []).append(chip.id)
     flat: list[tuple[int, ...]] = []
     left: list[int] = []

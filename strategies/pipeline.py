@@ -28,6 +28,7 @@ from simulator.engine.tasks import ALGORITHMS, Sync, Transfer
 from simulator.strategy import Plan, PlanContext, register
 from simulator.workloads.model import Model
 from strategies import placement
+from strategies.pipeline_moe import ExpertKeys
 from strategies.pipeline_step import InputFeed, step_end, weights_in
 from strategies.schedule import Schedule, device_orders, in_flight
 from strategies.tensor.keys import TensorKeys
@@ -42,7 +43,7 @@ from strategies.training import (
 )
 
 
-class PipelineParams(TensorKeys):
+class PipelineParams(TensorKeys, ExpertKeys):
     """Keys of ``strategy:`` for ``type: pipeline``."""
 
     stages: PositiveInt = Field(description="K: chips per replica, one pipeline stage each.")
@@ -222,10 +223,14 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
     vstages = len(lay.vstage_layers)
     grads = model.needs_input_grad
     ct0 = system.chips[lay.chips[0][0]].type
-    costs = [
-        stage_cost([model.layers[i] for i in ls], [grads[i] for i in ls], tp, ct0)
-        for ls in lay.vstage_layers
-    ]
+    costs = (
+        [
+            stage_cost([model.layers[i] for i in ls], [grads[i] for i in ls], tp, ct0)
+            for ls in lay.vstage_layers
+        ]
+        if lay.shard is None
+        else lay.shard.stage_costs(model, tp, ct0)
+    )
     ends = [max(i for i in ls if i < min(nxt)) for ls, nxt in pairwise(lay.vstage_layers)]
     xfer = [
         boundary_bytes(model.layers[i], tp) if lay.shard is None else lay.shard.boundary(i, tp)
@@ -430,6 +435,14 @@ class Pipeline:
             from strategies.tensor import split_layout
 
             lay = split_layout(ctx, lay, model, t, p.tensor_collective)
+        if p.expert_parallel:
+            from strategies.pipeline_moe import split_experts
+
+            lay = split_experts(ctx, lay, model, training_params(ctx), p.capacity_factor)
+        elif "capacity_factor" in p.model_fields_set:
+            raise ctx.error(
+                ("strategy", "capacity_factor"), "capacity_factor needs expert_parallel: true"
+            )
         return plan_layout(ctx, lay, model)
 
     def summarise(self, ctx, plan, trace):  # type: ignore[no-untyped-def]

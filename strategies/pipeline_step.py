@@ -206,7 +206,8 @@ def step_end(
         deps = [last_on_chip[chip]] if chip in last_on_chip else []
         if params == 0:
             continue
-        nbytes = gradient_bytes(params, tp)
+        shared = params if lay.shard is None else lay.shard.gradient_params(d, params)
+        nbytes = gradient_bytes(shared, tp)
         groups = [
             tuple(ring_order(system, [lay.group(r, d)[t] for r in range(lay.replicas)]))
             for t in range(lay.tensor)
@@ -214,7 +215,7 @@ def step_end(
         if lay.shard is not None:
             deps = lay.shard.before_gradients(g, ctx, lay, tp, d, deps)
         share = 1
-        if lay.replicas > 1:
+        if lay.replicas > 1 and shared:
             kind: CollectiveKind = "reduce_scatter" if lay.rts else "all_reduce"
             deps = [
                 g.add(

@@ -15,6 +15,7 @@ from simulator.engine.collectives import ring_order
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import Collective
 from simulator.engine.trace import Trace
+from simulator.hardware.model import ChipType
 from simulator.strategy import Plan, PlanContext
 from simulator.workloads.cost import LAYERWISE_OPTIMIZERS
 from simulator.workloads.layers import DTYPE_BYTES
@@ -24,7 +25,7 @@ from strategies.tensor.keys import TensorCollective
 from strategies.tensor.passes import TensorPasses
 from strategies.tensor.placement import GroupPlacement, place_groups
 from strategies.tensor.shard import LayerSplit, split_model, useful_flops
-from strategies.training import TrainingParams
+from strategies.training import StageCost, TrainingParams, stage_cost
 
 if TYPE_CHECKING:
     from strategies.pipeline import Built, Layout
@@ -74,6 +75,19 @@ class Sharded:
         return out
 
     # ---- the graph ------------------------------------------------------------------------
+    def stage_costs(self, model: Model, tp: TrainingParams, ct: ChipType) -> list[StageCost]:
+        """Each virtual stage's cost on one chip of its group (the split layers)."""
+        assert self.lay is not None
+        grads = model.needs_input_grad
+        return [
+            stage_cost([model.layers[i] for i in ls], [grads[i] for i in ls], tp, ct)
+            for ls in self.lay.vstage_layers
+        ]
+
+    def gradient_params(self, d: int, params: int) -> int:
+        """Parameters all-reduced over the replicas: every one a chip holds (its shard)."""
+        return params
+
     def boundary(self, i: int, tp: TrainingParams) -> float:
         """Bytes each chip of a group sends across a stage boundary after layer ``i``: what it
         holds of the activation (all of it, or its 1/T of the sequence with reduce_scatter)."""

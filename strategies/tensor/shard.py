@@ -58,7 +58,7 @@ from simulator.workloads.model import Model
 from strategies.tensor.keys import TensorCollective
 
 Fail = Callable[[tuple[str | int, ...], str], Exception]
-How = Literal["heads", "width", "vocab", "sequence", "replicated"]
+How = Literal["heads", "width", "vocab", "sequence", "replicated", "experts"]
 
 #: Layers whose work each chip of a group does a 1/T share of.
 SPLIT_KINDS = frozenset({"attention", "ffn"})
@@ -79,10 +79,15 @@ class Comm:
     elems: int
     what: str  # output, input, output gradient, input gradient, loss max, loss sums
     fp32: bool = False  # loss terms are reduced in fp32 whatever the dtype
+    #: ``tensor``: over the stage's tensor group; ``replicas``: over the stage's chips in every
+    #: replica (expert parallelism, strategies/pipeline_moe.py)
+    scope: Literal["tensor", "replicas"] = "tensor"
+    batched: bool = True  # elems per sample (x micro-batch); False: per micro-batch already
 
     def nbytes(self, micro_batch: int, dtype: str) -> float:
         """Bytes per chip of one micro-batch's collective."""
-        return float(self.elems * micro_batch * (4 if self.fp32 else DTYPE_BYTES[dtype]))
+        per = micro_batch if self.batched else 1
+        return float(self.elems * per * (4 if self.fp32 else DTYPE_BYTES[dtype]))
 
     def dtype(self, dtype: str) -> str:
         return "fp32" if self.fp32 else dtype
@@ -97,6 +102,9 @@ class LayerSplit:
     fwd_after: tuple[Comm, ...] = ()
     bwd_before: tuple[Comm, ...] = ()
     bwd_after: tuple[Comm, ...] = ()
+    #: between the two parts of a layer costed in two (a MoE layer's router and experts)
+    fwd_mid: tuple[Comm, ...] = ()
+    bwd_mid: tuple[Comm, ...] = ()
     held_elems: int = 0  # elements of the output one chip holds afterwards, per sample
     replicated_params: int = 0  # parameters whose gradient the group all-reduces per step
     split_tensor: bool = False  # holds a shard of a weight tensor (LAMB/LARS norms)
@@ -104,8 +112,8 @@ class LayerSplit:
     def comms(self, phase: str) -> tuple[Comm, ...]:
         """Every collective of ``phase`` (``F`` or ``B``), in the order they run."""
         if phase == "F":
-            return self.fwd_before + self.fwd_after
-        return self.bwd_before + self.bwd_after
+            return self.fwd_before + self.fwd_mid + self.fwd_after
+        return self.bwd_before + self.bwd_mid + self.bwd_after
 
 
 def _recost(x: Layer, c: L.Cost, spec: object, shape: tuple[int, ...] | None = None) -> Layer:

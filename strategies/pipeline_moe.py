@@ -302,8 +302,8 @@ class ExpertResult(TrainingResult):
             1,
             f"  experts         {ep['experts']} per MoE layer over each stage's replicas: "
             f"{ep['experts_per_chip']} per chip, all-to-all groups of {ep['group_size']}, "
-            f"capacity {ep['capacity']} rows; all-to-all "
-            f"{ep['all_to_all_bytes_per_step'] / 2**20:,.1f} MiB per step per chip",
+            f"capacity {ep['capacity']} rows; all-to-all buffers of replica 0's chips "
+            f"{ep['all_to_all_bytes_per_step'] / 2**20:,.1f} MiB per step",
         )
         return "\n".join(lines)
 

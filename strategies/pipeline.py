@@ -237,6 +237,17 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
         for i in ends
     ]
     passes = lay.shard.passes(ctx, model, tp, lay) if lay.shard is not None else None
+
+    def run_pass(j: int, phase: Literal["F", "R", "B"], deps: list[int], label: str) -> int:
+        """Virtual stage ``j``'s forward, recompute or backward pass: one phase on its chip,
+        or, with a split layout, segments joined by the split's collectives."""
+        if passes is not None:
+            return passes.run(g, j, phase, deps, label)
+        chip = lay.chip_of_vstage(0, j)
+        c = costs[j]
+        cost = c.forward if phase == "F" else c.recompute if phase == "R" else c.backward
+        kind: Literal["compute", "recompute"] = "recompute" if phase == "R" else "compute"
+        return add_phase(g, chip, cost, system.chips[chip].type, deps, label, kind=kind)
     orders = device_orders(lay.schedule, k, m, lay.chunks)
     scope = lay.all_chips()
     feed = InputFeed(ctx, lay, model.input_bytes_per_sample * tp.micro_batch, tp.micro_batch)
@@ -252,7 +263,6 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
             while pos[d] < len(orders[d]):
                 kind, mb, j = orders[d][pos[d]]
                 chip = lay.chip_of_vstage(0, j)
-                ct = system.chips[chip].type
                 deps = [last_on_chip[chip]] if chip in last_on_chip else []
                 here = lay.group(0, j % k)
                 if kind == "F":
@@ -265,10 +275,7 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                         deps = feed.read(g, mb, deps)
                     label = f"F mb{mb} s{j}"
                     deps = weights_in(g, ctx, lay, j, costs[j], tp, deps, label)
-                    if passes is None:
-                        done = add_phase(g, chip, costs[j].forward, ct, deps, label)
-                    else:
-                        done = passes.run(g, j, "F", deps, label)
+                    done = run_pass(j, "F", deps, label)
                     out = [done]
                     if j < vstages - 1:
                         nxt = lay.group(0, (j + 1) % k)
@@ -285,19 +292,11 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
                     if costs[j].recompute.flops or costs[j].recompute.compute_s:
                         label = f"R mb{mb} s{j}"
                         dl = weights_in(g, ctx, lay, j, costs[j], tp, dl, label)
-                        if passes is None:
-                            done = add_phase(
-                                g, chip, costs[j].recompute, ct, dl, label, kind="recompute"
-                            )
-                        else:
-                            done = passes.run(g, j, "R", dl, label)
+                        done = run_pass(j, "R", dl, label)
                         dl = [done]
                     label = f"B mb{mb} s{j}"
                     dl = weights_in(g, ctx, lay, j, costs[j], tp, dl, label)
-                    if passes is None:
-                        done = add_phase(g, chip, costs[j].backward, ct, dl, label)
-                    else:
-                        done = passes.run(g, j, "B", dl, label)
+                    done = run_pass(j, "B", dl, label)
                     out = [done]
                     if j > 0:
                         prv = lay.group(0, (j - 1) % k)

@@ -42,15 +42,15 @@ from simulator.metrics import TrainingResult
 from simulator.strategy import Plan, PlanContext
 from simulator.workloads import layers as L
 from simulator.workloads.layers import DTYPE_BYTES
-from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
 from strategies.moe_routing import Placement, capacity
-from strategies.tensor.passes import Parts, TensorPasses
-from strategies.tensor.shard import Comm, LayerSplit, useful_flops
+from strategies.tensor.passes import Parts, ReplicaGroups
+from strategies.tensor.shard import Comm, LayerSplit
+from strategies.tensor.split import SplitPlan
 from strategies.training import ZERO, StageCost, TrainingParams, stage_cost
 
 if TYPE_CHECKING:
-    from strategies.pipeline import Built, Layout
+    from strategies.pipeline import Layout
 
 
 class ExpertKeys(StrictModel):
@@ -113,30 +113,18 @@ def _experts(x: L.Layer, s: spec.MoeFfnSpec, rows: int) -> L.Layer:
     return L.Layer.from_cost(f"{x.name}.experts", "ffn", x.group, (rows, s.hidden), c)
 
 
-@dataclass
-class ExpertSplit:
-    """The pipeline planner's handle on expert parallelism (the protocol of
-    :class:`strategies.tensor.layout.Sharded`)."""
+@dataclass(kw_only=True)
+class ExpertSplit(SplitPlan):
+    """The pipeline planner's handle on expert parallelism: ``model`` holds one chip's
+    experts; MoE layers are costed as router and experts, with all-to-alls between them."""
 
-    ctx: PlanContext = field(repr=False, compare=False)
-    full: Model
-    model: Model  # what one chip holds: its experts only
-    splits: tuple[LayerSplit, ...]
     moe: dict[int, MoeLayer]
-    tp: TrainingParams
-    lay: Layout | None = field(default=None, repr=False, compare=False)
-    built: TensorPasses | None = None
     tensor: int = 1
     mode: str = "all_reduce"
 
     @property
     def place(self) -> Placement:
         return next(iter(self.moe.values())).place
-
-    def _stage(self, d: int) -> list[int]:
-        lay = self.lay
-        assert lay is not None
-        return [i for j, ls in enumerate(lay.vstage_layers) if j % lay.stages == d for i in ls]
 
     def replica_groups(self, d: int) -> list[tuple[int, ...]]:
         """Stage ``d``'s chips in each all-to-all group (replica 0's group first)."""
@@ -160,20 +148,20 @@ class ExpertSplit:
     def stage_costs(self, model: Model, tp: TrainingParams, ct: ChipType) -> list[StageCost]:
         """Each virtual stage's cost: its other layers as usual, its MoE layers in parts; the
         update of the parameters one chip holds."""
-        lay = self.lay
-        assert lay is not None
         parts = self.parts(tp, ct)
         grads = model.needs_input_grad
         out = []
-        for ls in lay.vstage_layers:
+        lay = self.lay
+        assert lay is not None
+        bases = super().stage_costs(model, tp, ct)
+        for ls, base in zip(lay.vstage_layers, bases, strict=True):
             rest = [i for i in ls if i not in parts]
-            base = stage_cost([model.layers[i] for i in ls], [grads[i] for i in ls], tp, ct)
             plain = (
                 stage_cost([model.layers[i] for i in rest], [grads[i] for i in rest], tp, ct)
                 if rest
                 else StageCost(ZERO, ZERO, ZERO, ZERO, 0, 0.0)
             )
-            fwd, bwd, rec, useful = plain.forward, plain.backward, plain.recompute, 0.0
+            fwd, bwd, rec = plain.forward, plain.backward, plain.recompute
             useful = plain.useful_flops
             for i in ls:
                 for p in parts.get(i, ()):
@@ -182,34 +170,17 @@ class ExpertSplit:
             out.append(StageCost(fwd, bwd, rec, base.optimizer, base.params, useful, base.tensors))
         return out
 
-    # ---- the planner's questions --------------------------------------------------------
-    def memory(self, plans: dict[int, MemoryPlan], tp: TrainingParams) -> dict[int, MemoryPlan]:
-        return plans  # the dispatched rows are in the MoE layers' stored activations
+    def pass_options(
+        self, ctx: PlanContext, tp: TrainingParams, lay: Layout
+    ) -> tuple[dict[int, Parts] | None, ReplicaGroups | None]:
+        return self.parts(tp, ctx.system.chips[lay.chips[0][0]].type), self.replica_groups
 
-    def boundary(self, i: int, tp: TrainingParams) -> float:
-        return float(self.full.layers[i].output_elems * tp.micro_batch * DTYPE_BYTES[tp.dtype])
-
-    def passes(
-        self, ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout
-    ) -> TensorPasses:
-        ct = ctx.system.chips[lay.chips[0][0]].type
-        self.built = TensorPasses(
-            ctx, model, self.splits, tp, lay, self.parts(tp, ct), self.replica_groups
-        )
-        return self.built
-
-    def path_tasks(self, built: Built) -> set[int]:
-        nodes = built.graph.nodes
-        return {t for t in built.pipeline_tasks if not isinstance(nodes[t].task, Collective)}
-
-    def pass_seconds(self, j: int) -> float:
-        return self.built.seconds[j] if self.built is not None else 0.0
-
+    # ---- the step end -------------------------------------------------------------------
     def gradient_params(self, d: int, params: int) -> int:
         """Parameters all-reduced over every replica: all but the chip's experts."""
         local = len(self.place.experts_on(0))
         return params - sum(
-            local * self.moe[i].expert_params for i in self._stage(d) if i in self.moe
+            local * self.moe[i].expert_params for i in self.stage_layers(d) if i in self.moe
         )
 
     def before_gradients(
@@ -223,7 +194,7 @@ class ExpertSplit:
     ) -> list[int]:
         """E < R: each expert's gradients all-reduced over the replicas that hold it."""
         place = self.place
-        mine = [i for i in self._stage(d) if i in self.moe]
+        mine = [i for i in self.stage_layers(d) if i in self.moe]
         if not mine or place.experts >= place.chips:
             return deps
         nbytes = float(sum(self.moe[i].expert_params for i in mine) * DTYPE_BYTES[tp.dtype])
@@ -242,21 +213,6 @@ class ExpertSplit:
             for e in range(place.experts)
         ]
         return [tasks[0]]
-
-    def before_update(
-        self,
-        g: TaskGraph,
-        ctx: PlanContext,
-        lay: Layout,
-        tp: TrainingParams,
-        d: int,
-        deps: list[int],
-    ) -> list[int]:
-        return deps
-
-    @property
-    def useful_flops(self) -> float:
-        return useful_flops(self.full, self.tp.micro_batch)
 
     def result(self, plan: Plan, trace: Trace | None, fields: dict[str, Any]) -> TrainingResult:
         place = self.place
@@ -369,7 +325,14 @@ def split_experts(
             bwd_mid=(a2a("combine_grad"),) if grads[i] else (),
             held_elems=x.output_elems,
         )
-    split = ExpertSplit(ctx, model, replace(model, layers=tuple(layers)), tuple(splits), moe, tp)
+    split = ExpertSplit(
+        ctx=ctx,
+        full=model,
+        model=replace(model, layers=tuple(layers)),
+        splits=tuple(splits),
+        moe=moe,
+        tp=tp,
+    )
     new = replace(lay, shard=split)
     split.lay = new
     return new

@@ -217,39 +217,15 @@ def step_end(
         share = 1
         if lay.replicas > 1 and shared:
             kind: CollectiveKind = "reduce_scatter" if lay.rts else "all_reduce"
-            deps = [
-                g.add(
-                    Collective(
-                        kind,
-                        group,
-                        nbytes,
-                        lay.all_reduce,  # type: ignore[arg-type]
-                        dtype=tp.dtype,
-                        label=f"{kind} stage {d}" + (f" rank {t}" if t else ""),
-                    ),
-                    deps,
-                )
-                for t, group in enumerate(groups)
-            ]
+            what = f"{kind} stage {d}"
+            deps = _per_rank(g, lay, groups, kind, what, nbytes, tp.dtype, deps, True)
             share = lay.replicas if lay.rts else 1
             tensors = sum(c.tensors for c in mine)
             if lay.rts and tp.optimizer in LAYERWISE_OPTIMIZERS and tensors:
                 # each replica holds a shard of every tensor: its weight and update norms are
                 # sums over the replicas (two fp32 partial sums per tensor)
-                deps = [
-                    g.add(
-                        Collective(
-                            "all_reduce",
-                            group,
-                            2 * tensors * 4.0,
-                            lay.all_reduce,  # type: ignore[arg-type]
-                            dtype="fp32",
-                            label=f"{tp.optimizer} norms stage {d}" + (f" rank {t}" if t else ""),
-                        ),
-                        [dep],
-                    )
-                    for t, (group, dep) in enumerate(zip(groups, deps, strict=True))
-                ]
+                what, norms = f"{tp.optimizer} norms stage {d}", 2 * tensors * 4.0
+                deps = _per_rank(g, lay, groups, "all_reduce", what, norms, "fp32", deps)
         if lay.shard is not None:
             deps = lay.shard.before_update(g, ctx, lay, tp, d, deps)
         if tp.offload_optimizer_state:
@@ -294,20 +270,8 @@ def step_end(
                 deps,
             )
         if lay.replicas > 1 and lay.rts:
-            gathers = [
-                g.add(
-                    Collective(
-                        "all_gather",
-                        group,
-                        nbytes,
-                        lay.all_reduce,  # type: ignore[arg-type]
-                        dtype=tp.dtype,
-                        label=f"all_gather weights stage {d}" + (f" rank {t}" if t else ""),
-                    ),
-                    deps,
-                )
-                for t, group in enumerate(groups)
-            ]
+            what = f"all_gather weights stage {d}"
+            gathers = _per_rank(g, lay, groups, "all_gather", what, nbytes, tp.dtype, deps, True)
             ends[chip] = gathers[0]
             tails += gathers[1:]
     if system.hosts is not None:
@@ -315,6 +279,37 @@ def step_end(
         done = g.add(HostSync(chips, label="step end"), [*ends.values(), *tails, *pending])
         ends = dict.fromkeys(ends, done)
     return ends
+
+
+def _per_rank(
+    g: TaskGraph,
+    lay: Layout,
+    groups: list[tuple[int, ...]],
+    kind: CollectiveKind,
+    label: str,
+    nbytes: float,
+    dtype: str,
+    deps: list[int],
+    shared_deps: bool = False,
+) -> list[int]:
+    """One collective per rank of a stage's tensor groups, over that rank's chips in every
+    replica (a single one without tensor parallelism). Each waits on ``deps`` — all of them
+    with ``shared_deps`` or when there is one per rank, else the rank's own."""
+    one_each = len(deps) == len(groups) and not shared_deps
+    return [
+        g.add(
+            Collective(
+                kind,
+                group,
+                nbytes,
+                lay.all_reduce,  # type: ignore[arg-type]
+                dtype=dtype,
+                label=label + (f" rank {t}" if t else ""),
+            ),
+            [deps[t]] if one_each else deps,
+        )
+        for t, group in enumerate(groups)
+    ]
 
 
 def _state_bytes(params: int, tp: TrainingParams) -> float:

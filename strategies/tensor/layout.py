@@ -8,48 +8,35 @@ passes with their collectives, the boundary bytes, the step-end collectives and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from simulator.engine.collectives import ring_order
 from simulator.engine.graph import TaskGraph
 from simulator.engine.tasks import Collective
 from simulator.engine.trace import Trace
-from simulator.hardware.model import ChipType
 from simulator.strategy import Plan, PlanContext
 from simulator.workloads.cost import LAYERWISE_OPTIMIZERS
 from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
 from strategies.tensor.keys import TensorCollective
-from strategies.tensor.passes import TensorPasses
 from strategies.tensor.placement import GroupPlacement, place_groups
-from strategies.tensor.shard import LayerSplit, split_model, useful_flops
-from strategies.training import StageCost, TrainingParams, stage_cost
+from strategies.tensor.shard import split_model
+from strategies.tensor.split import SplitPlan
+from strategies.training import TrainingParams
 
 if TYPE_CHECKING:
-    from strategies.pipeline import Built, Layout
+    from strategies.pipeline import Layout
 
 
-@dataclass
-class Sharded:
+@dataclass(kw_only=True)
+class Sharded(SplitPlan):
     """A model split over tensor groups of ``tensor`` chips, and its placement."""
 
-    ctx: PlanContext = field(repr=False, compare=False)
     tensor: int
     mode: TensorCollective
-    full: Model  # the model as written
-    model: Model  # what one chip of a group holds
-    splits: tuple[LayerSplit, ...]
     placement: GroupPlacement
-    built: TensorPasses | None = None
-    tp: TrainingParams | None = None
-    lay: Layout | None = field(default=None, repr=False, compare=False)  # the split's layout
-
-    # ---- memory ---------------------------------------------------------------------------
-    def stage_layers(self, lay: Layout, d: int) -> list[int]:
-        """Layer indices on stage ``d`` (every virtual stage of its chips)."""
-        return [i for j, ls in enumerate(lay.vstage_layers) if j % lay.stages == d for i in ls]
 
     def memory(self, plans: dict[int, MemoryPlan], tp: TrainingParams) -> dict[int, MemoryPlan]:
         """The memory planner's plan of each stage chip (already of the split layers) plus the
@@ -64,7 +51,7 @@ class Sharded:
             biggest = max(
                 (
                     c.nbytes(tp.micro_batch, tp.dtype)
-                    for i in self.stage_layers(lay, d)
+                    for i in self.stage_layers(d)
                     for c in self.splits[i].comms("F") + self.splits[i].comms("B")
                 ),
                 default=0.0,
@@ -74,44 +61,20 @@ class Sharded:
             out[chip] = replace(mp, exchange_buffers=mp.exchange_buffers + extra)
         return out
 
-    # ---- the graph ------------------------------------------------------------------------
-    def stage_costs(self, model: Model, tp: TrainingParams, ct: ChipType) -> list[StageCost]:
-        """Each virtual stage's cost on one chip of its group (the split layers)."""
-        assert self.lay is not None
-        grads = model.needs_input_grad
-        return [
-            stage_cost([model.layers[i] for i in ls], [grads[i] for i in ls], tp, ct)
-            for ls in self.lay.vstage_layers
-        ]
-
-    def gradient_params(self, d: int, params: int) -> int:
-        """Parameters all-reduced over the replicas: every one a chip holds (its shard)."""
-        return params
-
-    def boundary(self, i: int, tp: TrainingParams) -> float:
-        """Bytes each chip of a group sends across a stage boundary after layer ``i``: what it
-        holds of the activation (all of it, or its 1/T of the sequence with reduce_scatter)."""
-        return float(self.splits[i].held_elems * tp.micro_batch * DTYPE_BYTES[tp.dtype])
-
-    def passes(
-        self, ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout
-    ) -> TensorPasses:
-        self.tp = tp
-        self.built = TensorPasses(ctx, model, self.splits, tp, lay)
-        return self.built
-
-    def path_tasks(self, built: Built) -> set[int]:
-        """The pipeline passes' tasks without the group collectives (for the step breakdown's
-        bubble, which compares the path's time in compute with the busiest chip's compute)."""
-        nodes = built.graph.nodes
-        return {t for t in built.pipeline_tasks if not isinstance(nodes[t].task, Collective)}
-
-    def pass_seconds(self, j: int) -> float:
-        """Closed-form seconds of virtual stage ``j``'s group collectives per micro-batch."""
-        return self.built.seconds[j] if self.built is not None else 0.0
-
-    def _group(self, lay: Layout, d: int) -> tuple[int, ...]:
-        return tuple(ring_order(self.ctx.system, lay.group(0, d)))
+    def _group_collective(
+        self,
+        g: TaskGraph,
+        lay: Layout,
+        d: int,
+        nbytes: float,
+        dtype: str,
+        what: str,
+        deps: list[int],
+    ) -> list[int]:
+        """An all-reduce over stage ``d``'s group (replica 0's), labelled for the results."""
+        group = tuple(ring_order(self.ctx.system, lay.group(0, d)))
+        label = f"tp step s{d}: {what}"
+        return [g.add(Collective("all_reduce", group, nbytes, dtype=dtype, label=label), deps)]
 
     def before_gradients(
         self,
@@ -124,20 +87,11 @@ class Sharded:
     ) -> list[int]:
         """With the sequence split: the group all-reduces the gradients that differ per chip
         (parameters of sequence-split layers, output biases, position tables) once per step."""
-        rep = sum(self.splits[i].replicated_params for i in self.stage_layers(lay, d))
+        rep = sum(self.splits[i].replicated_params for i in self.stage_layers(d))
         if self.mode != "reduce_scatter" or not rep:
             return deps
-        task = g.add(
-            Collective(
-                "all_reduce",
-                self._group(lay, d),
-                float(rep * DTYPE_BYTES[tp.dtype]),
-                dtype=tp.dtype,
-                label=f"tp step s{d}: sequence-split gradients",
-            ),
-            deps,
-        )
-        return [task]
+        nbytes = float(rep * DTYPE_BYTES[tp.dtype])
+        return self._group_collective(g, lay, d, nbytes, tp.dtype, "sequence-split gradients", deps)
 
     def before_update(
         self,
@@ -150,29 +104,12 @@ class Sharded:
     ) -> list[int]:
         """LAMB/LARS: each chip holds a shard of the split tensors, whose weight and update
         norms are sums over the group (two fp32 partial sums per split tensor)."""
-        n = sum(1 for i in self.stage_layers(lay, d) if self.splits[i].split_tensor)
+        n = sum(1 for i in self.stage_layers(d) if self.splits[i].split_tensor)
         if tp.optimizer not in LAYERWISE_OPTIMIZERS or not n:
             return deps
-        task = g.add(
-            Collective(
-                "all_reduce",
-                self._group(lay, d),
-                2 * n * 4.0,
-                dtype="fp32",
-                label=f"tp step s{d}: {tp.optimizer} norms",
-            ),
-            deps,
-        )
-        return [task]
+        return self._group_collective(g, lay, d, 2 * n * 4.0, "fp32", f"{tp.optimizer} norms", deps)
 
     # ---- results --------------------------------------------------------------------------
-    @property
-    def useful_flops(self) -> float:
-        """Forward + backward FLOPs of one micro-batch of the whole model (once, though the
-        replicated layers run on every chip of a group)."""
-        assert self.tp is not None
-        return useful_flops(self.full, self.tp.micro_batch)
-
     def result(self, plan: Plan, trace: Trace | None, fields: dict[str, Any]) -> Any:
         from strategies.tensor.result import tensor_result
 
@@ -192,7 +129,15 @@ def split_layout(
     ``chips`` (default: the whole system)."""
     split, splits = split_model(model, tensor, mode, ctx.error)
     placement = place_groups(ctx.system, lay.stages, tensor, lay.replicas, chips)
-    sharded = Sharded(ctx, tensor, mode, model, split, splits, placement)
+    sharded = Sharded(
+        ctx=ctx,
+        full=model,
+        model=split,
+        splits=splits,
+        tensor=tensor,
+        mode=mode,
+        placement=placement,
+    )
     new = replace(
         lay,
         chips=[[grp[0] for grp in row] for row in placement.groups],
@@ -205,9 +150,4 @@ def split_layout(
     return new
 
 
-def stage_group_chips(lay: Layout) -> Sequence[tuple[int, ...]]:
-    """Every group, replica-major then stage."""
-    return [grp for row in (lay.groups or []) for grp in row]
-
-
-__all__ = ["Sharded", "split_layout", "stage_group_chips"]
+__all__ = ["Sharded", "split_layout"]

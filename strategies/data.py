@@ -17,14 +17,17 @@ from pydantic import Field
 from simulator.config.base import NonNegativeInt, PositiveInt, StrictModel
 from simulator.engine.tasks import ALGORITHMS
 from simulator.strategy import Plan, PlanContext, register
-from strategies.pipeline import Layout, Pipeline, check_chips, plan_layout
+from strategies.pipeline import Layout, Pipeline, check_chips, plan_layout, split_check
+from strategies.tensor.keys import TensorKeys
 from strategies.training import scenario_model
 
 
-class DataParams(StrictModel):
+class DataParams(TensorKeys):
     """Keys of ``strategy:`` for ``type: data``."""
 
-    replicas: PositiveInt | None = Field(None, description="R (default: every chip).")
+    replicas: PositiveInt | None = Field(
+        None, description="R (default: every chip, or chips / tensor_parallel)."
+    )
     all_reduce: Literal[ALGORITHMS] = Field("auto")  # type: ignore[valid-type]
     replicated_tensor_sharding: bool = Field(False)
 
@@ -41,19 +44,26 @@ class Data(Pipeline):
 
     def plan(self, ctx: PlanContext) -> Plan:
         p: DataParams = ctx.params  # type: ignore[assignment]
-        replicas = p.replicas or ctx.system.num_chips
-        check_chips(ctx, 1, replicas, "replicas")
-        model = scenario_model(ctx)
+        t = p.tensor_parallel
+        model = split_check(ctx, t, p.tensor_collective)
+        replicas = p.replicas or max(1, ctx.system.num_chips // t)
+        check_chips(ctx, 1, replicas, "replicas", t)
+        model = model or scenario_model(ctx)
         lay = Layout(
             1,
             replicas,
             1,
             "1f1b",
             [list(range(len(model.layers)))],
-            [[r] for r in range(replicas)],
+            [[r] for r in range(replicas)] if t == 1 else [],
             p.all_reduce,
             p.replicated_tensor_sharding,
+            tensor_key=True,
         )
+        if t > 1:
+            from strategies.tensor import split_layout
+
+            lay = split_layout(ctx, lay, model, t, p.tensor_collective)
         return plan_layout(ctx, lay, model)
 
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from simulator.config.base import PositiveInt, StrictModel
+from simulator.config.base import NonNegativeInt, PositiveInt
 from simulator.engine.collectives import ring_order
 from simulator.engine.graph import TaskGraph
 from simulator.engine.replicas import Replication
@@ -43,7 +43,8 @@ from simulator.strategy import Plan, PlanContext, register
 from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
-from strategies.pipeline import Layout, input_feed, step_end
+from strategies.pipeline import Layout
+from strategies.pipeline_step import input_feed, step_end
 from strategies.summary import (
     KINDS,
     describe_memory,
@@ -52,6 +53,7 @@ from strategies.summary import (
     memory_plans,
     result_fields,
 )
+from strategies.tensor.keys import TensorKeys
 from strategies.training import (
     StageCost,
     TrainingParams,
@@ -64,12 +66,23 @@ from strategies.training import (
 Codistillation = Literal["none", "checkpoint", "online"]
 
 
-class EnsembleParams(StrictModel):
+class EnsembleParams(TensorKeys):
     """Keys of ``strategy:`` for ``type: ensemble``."""
 
     members: PositiveInt = Field(description="N: independent members (models).")
     member_chips: PositiveInt | None = Field(
-        None, description="G: chips per member, data-parallel (default: chips / members)."
+        None,
+        description="G: chips per member (default: chips / members); data-parallel, or "
+        "stages x tensor_parallel x replicas with pipelined members.",
+    )
+    stages: PositiveInt = Field(
+        1,
+        description="K: pipeline stages of each member (strategies/ensemble_pipeline.py; "
+        "needs codistillation: none above 1).",
+    )
+    schedule: Literal["gpipe", "1f1b"] = Field("1f1b", description="Pipelined members' order.")
+    layers_per_stage: list[NonNegativeInt] | None = Field(
+        None, description="Pipelined members: repeated blocks per stage (default: balanced)."
     )
     codistillation: Codistillation = Field(
         "none",
@@ -137,6 +150,9 @@ def _check(ctx: PlanContext, p: EnsembleParams) -> None:
     for key in ("exchange_every", "teacher_weights"):
         if key in p.model_fields_set and p.codistillation != "checkpoint":
             raise ctx.error(("strategy", key), f"{key} needs codistillation: checkpoint")
+    for key in ("schedule", "layers_per_stage"):
+        if key in p.model_fields_set and p.stages == 1:
+            raise ctx.error(("strategy", key), f"{key} needs pipelined members (stages > 1)")
 
 
 def _memory(
@@ -250,6 +266,10 @@ class Ensemble:
         p: EnsembleParams = ctx.params  # type: ignore[assignment]
         groups = member_chips(ctx, p)
         _check(ctx, p)
+        if p.stages > 1 or p.tensor_parallel > 1:
+            from strategies.ensemble_pipeline import plan_pipelined
+
+            return plan_pipelined(ctx, p, groups)
         model = scenario_model(ctx)
         tp = training_params(ctx)
         g = len(groups[0])
@@ -303,7 +323,11 @@ class Ensemble:
         copies = [[c] for grp in groups for c in grp]
         return Plan(info["built"].graph, info, replication=Replication.of_rows(copies, len(groups)))
 
-    def summarise(self, ctx: PlanContext, plan: Plan, trace: Trace | None) -> EnsembleResult:
+    def summarise(self, ctx: PlanContext, plan: Plan, trace: Trace | None) -> TrainingResult:
+        if plan.info.get("pipelined"):
+            from strategies.ensemble_pipeline import summarise_pipelined
+
+            return summarise_pipelined(ctx, plan, trace)
         return summarise(ctx, plan, trace)
 
 

@@ -56,14 +56,8 @@ from simulator.workloads import layers as L
 from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
 from strategies import placement
-from strategies.pipeline import (
-    Layout,
-    PipelineParams,
-    input_feed,
-    replica_chips,
-    stage_layers,
-    step_end,
-)
+from strategies.pipeline import Layout, PipelineParams, replica_chips, stage_layers
+from strategies.pipeline_step import input_feed, step_end
 from strategies.summary import (
     _all_chips_memory,
     chip_breakdown,

@@ -16,48 +16,35 @@ simulated in full, and they contend with each other where their rings share link
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from simulator.config.base import NonNegativeInt, PositiveInt, StrictModel
-from simulator.engine.collectives import ring_order
+from simulator.config.base import NonNegativeInt, PositiveInt
 from simulator.engine.graph import TaskGraph
 from simulator.engine.replicas import Replication
-from simulator.engine.tasks import (
-    ALGORITHMS,
-    Collective,
-    CollectiveKind,
-    MemLoad,
-    MemStore,
-    Sync,
-    Transfer,
-)
+from simulator.engine.tasks import ALGORITHMS, Sync, Transfer
 from simulator.strategy import Plan, PlanContext, register
-from simulator.workloads.cost import LAYERWISE_OPTIMIZERS
-from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.model import Model
 from strategies import placement
+from strategies.pipeline_moe import ExpertKeys
+from strategies.pipeline_step import input_feed, step_end, weights_in
 from strategies.schedule import Schedule, device_orders, in_flight
-from strategies.sparse import hooks as sparse_hooks
+from strategies.tensor.keys import TensorKeys
 from strategies.training import (
-    InputFeed,
     StageCost,
     TrainingParams,
     add_phase,
     boundary_bytes,
-    end_step_on_hosts,
-    gradient_bytes,
     scenario_model,
     stage_cost,
     training_params,
 )
 
 
-class PipelineParams(StrictModel):
+class PipelineParams(TensorKeys, ExpertKeys):
     """Keys of ``strategy:`` for ``type: pipeline``."""
 
     stages: PositiveInt = Field(description="K: chips per replica, one pipeline stage each.")
@@ -92,7 +79,13 @@ class PipelineParams(StrictModel):
 
 @dataclass
 class Layout:
-    """Where everything goes: stage layers, chips per replica and stage."""
+    """Where everything goes: stage layers, chips per replica and stage.
+
+    With tensor parallelism (``tensor`` = T > 1) a stage is a group of T chips:
+    ``groups[r][k]`` lists them in rank order, ``chips[r][k]`` is its first (the chip whose
+    compute is simulated, see :mod:`strategies.tensor`), and ``shard`` is the model's split
+    (a :class:`strategies.tensor.shard.Sharded`) that builds the stage's passes.
+    """
 
     stages: int
     replicas: int
@@ -103,12 +96,22 @@ class Layout:
     all_reduce: str = "auto"
     rts: bool = False
     warnings: list[str] = field(default_factory=list)
+    tensor: int = 1
+    groups: list[list[tuple[int, ...]]] | None = None
+    shard: Any = None
+    tensor_key: bool = False  # the strategy has strategy.tensor_parallel (for "would help")
 
     def chip_of_vstage(self, r: int, j: int) -> int:
         return self.chips[r][j % self.stages]
 
+    def group(self, r: int, k: int) -> tuple[int, ...]:
+        """The chips of replica ``r``'s stage ``k``: its tensor group (one chip without)."""
+        return self.groups[r][k] if self.groups is not None else (self.chips[r][k],)
+
     def all_chips(self) -> tuple[int, ...]:
         """Every chip of every replica (the scope of the program's syncs)."""
+        if self.groups is not None:
+            return tuple(sorted(c for row in self.groups for grp in row for c in grp))
         return tuple(sorted(c for row in self.chips for c in row))
 
 
@@ -178,10 +181,17 @@ def stage_layers(
     return layers
 
 
-def check_chips(ctx: PlanContext, stages: int, replicas: int, key: str) -> None:
-    """Stages x replicas must be the system's chips (invalid input otherwise)."""
+def check_chips(ctx: PlanContext, stages: int, replicas: int, key: str, tensor: int = 1) -> None:
+    """Stages x tensor x replicas must be the system's chips (invalid input otherwise)."""
     n = ctx.system.num_chips
-    if stages * replicas != n:
+    if tensor > 1 and stages * tensor * replicas != n:
+        raise ctx.error(
+            ("strategy", "tensor_parallel" if n % tensor else key),
+            f"{stages} stage(s) x {tensor} tensor-parallel chips x {replicas} replica(s) = "
+            f"{stages * tensor * replicas} chips, but {ctx.system.name} has {n}; choose them "
+            f"so that the product is {n}",
+        )
+    if tensor == 1 and stages * replicas != n:
         divisors = [d for d in range(1, n + 1) if n % d == 0]
         raise ctx.error(
             ("strategy", key),
@@ -203,27 +213,48 @@ class Built:
 
 
 def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout) -> Built:
-    """The task graph of one training step."""
+    """The task graph of one training step.
+
+    With tensor parallelism ``model`` is the split model (each layer as one chip of a group
+    holds it) and ``lay.shard`` builds each pass as segments joined by the group's collectives.
+    """
     system = ctx.system
     g = TaskGraph()
     k, m = lay.stages, tp.grad_accum
     vstages = len(lay.vstage_layers)
     grads = model.needs_input_grad
     ct0 = system.chips[lay.chips[0][0]].type
-    costs = [
-        stage_cost([model.layers[i] for i in ls], [grads[i] for i in ls], tp, ct0)
-        for ls in lay.vstage_layers
-    ]
+    costs = (
+        [
+            stage_cost([model.layers[i] for i in ls], [grads[i] for i in ls], tp, ct0)
+            for ls in lay.vstage_layers
+        ]
+        if lay.shard is None
+        else lay.shard.stage_costs(model, tp, ct0)
+    )
+    ends = [max(i for i in ls if i < min(nxt)) for ls, nxt in pairwise(lay.vstage_layers)]
     xfer = [
-        boundary_bytes(model.layers[max(i for i in ls if i < min(nxt))], tp)
-        for ls, nxt in pairwise(lay.vstage_layers)
+        boundary_bytes(model.layers[i], tp) if lay.shard is None else lay.shard.boundary(i, tp)
+        for i in ends
     ]
+    passes = lay.shard.passes(ctx, model, tp, lay) if lay.shard is not None else None
+
+    def run_pass(j: int, phase: Literal["F", "R", "B"], deps: list[int], label: str) -> int:
+        """Virtual stage ``j``'s forward, recompute or backward pass: one phase on its chip,
+        or, with a split layout, segments joined by the split's collectives."""
+        if passes is not None:
+            return passes.run(g, j, phase, deps, label)
+        chip = lay.chip_of_vstage(0, j)
+        c = costs[j]
+        cost = c.forward if phase == "F" else c.recompute if phase == "R" else c.backward
+        kind: Literal["compute", "recompute"] = "recompute" if phase == "R" else "compute"
+        return add_phase(g, chip, cost, system.chips[chip].type, deps, label, kind=kind)
     orders = device_orders(lay.schedule, k, m, lay.chunks)
     scope = lay.all_chips()
     feed = input_feed(ctx, lay, model, tp)
     last_on_chip: dict[int, int] = {}
-    fwd_out: dict[tuple[int, int], int] = {}  # (micro-batch, vstage) -> task the next F waits on
-    bwd_out: dict[tuple[int, int], int] = {}
+    fwd_out: dict[tuple[int, int], list[int]] = {}  # (micro-batch, vstage) -> what F waits on
+    bwd_out: dict[tuple[int, int], list[int]] = {}
     pipeline_tasks: set[int] = set()
     pos = [0] * k
     remaining = sum(len(o) for o in orders)
@@ -233,44 +264,45 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
             while pos[d] < len(orders[d]):
                 kind, mb, j = orders[d][pos[d]]
                 chip = lay.chip_of_vstage(0, j)
-                ct = system.chips[chip].type
                 deps = [last_on_chip[chip]] if chip in last_on_chip else []
+                here = lay.group(0, j % k)
                 if kind == "F":
                     if j > 0 and (mb, j - 1) not in fwd_out:
                         break
                     if j > 0:
-                        deps.append(fwd_out[(mb, j - 1)])
+                        deps.extend(fwd_out[(mb, j - 1)])
                     start = len(g)
                     if j == 0:
                         deps = feed.read(g, mb, deps)
-                    deps = _weights_in(g, ctx, lay, j, costs[j], tp, deps, f"F mb{mb} s{j}")
-                    done = add_phase(g, chip, costs[j].forward, ct, deps, f"F mb{mb} s{j}")
-                    out = done
+                    label = f"F mb{mb} s{j}"
+                    deps = weights_in(g, ctx, lay, j, costs[j], tp, deps, label)
+                    done = run_pass(j, "F", deps, label)
+                    out = [done]
                     if j < vstages - 1:
-                        nxt = lay.chip_of_vstage(0, j + 1)
-                        if nxt != chip:
-                            out = _send(g, chip, nxt, xfer[j], scope, f"act mb{mb} s{j}", done)
+                        nxt = lay.group(0, (j + 1) % k)
+                        if nxt != here:
+                            out = _send(g, here, nxt, xfer[j], scope, f"act mb{mb} s{j}", done)
                     fwd_out[(mb, j)] = out
                 else:
                     if j < vstages - 1 and (mb, j + 1) not in bwd_out:
                         break
                     if j < vstages - 1:
-                        deps.append(bwd_out[(mb, j + 1)])
+                        deps.extend(bwd_out[(mb, j + 1)])
                     start = len(g)
                     dl = deps
                     if costs[j].recompute.flops or costs[j].recompute.compute_s:
-                        dl = _weights_in(g, ctx, lay, j, costs[j], tp, dl, f"R mb{mb} s{j}")
-                        done = add_phase(
-                            g, chip, costs[j].recompute, ct, dl, f"R mb{mb} s{j}", kind="recompute"
-                        )
+                        label = f"R mb{mb} s{j}"
+                        dl = weights_in(g, ctx, lay, j, costs[j], tp, dl, label)
+                        done = run_pass(j, "R", dl, label)
                         dl = [done]
-                    dl = _weights_in(g, ctx, lay, j, costs[j], tp, dl, f"B mb{mb} s{j}")
-                    done = add_phase(g, chip, costs[j].backward, ct, dl, f"B mb{mb} s{j}")
-                    out = done
+                    label = f"B mb{mb} s{j}"
+                    dl = weights_in(g, ctx, lay, j, costs[j], tp, dl, label)
+                    done = run_pass(j, "B", dl, label)
+                    out = [done]
                     if j > 0:
-                        prv = lay.chip_of_vstage(0, j - 1)
-                        if prv != chip:
-                            out = _send(g, chip, prv, xfer[j - 1], scope, f"grad mb{mb} s{j}", done)
+                        prv = lay.group(0, (j - 1) % k)
+                        if prv != here:
+                            out = _send(g, here, prv, xfer[j - 1], scope, f"grad mb{mb} s{j}", done)
                     bwd_out[(mb, j)] = out
                 pipeline_tasks.update(range(start, len(g)))
                 last_on_chip[chip] = done
@@ -288,241 +320,44 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
 
 
 def _send(
-    g: TaskGraph, src: int, dst: int, nbytes: float, scope: tuple[int, ...], label: str, dep: int
-) -> int:
+    g: TaskGraph,
+    src: tuple[int, ...],
+    dst: tuple[int, ...],
+    nbytes: float,
+    scope: tuple[int, ...],
+    label: str,
+    dep: int,
+) -> list[int]:
     """A pipeline boundary: the sending chip syncs with the whole program (every replica runs
     the same schedule and syncs with it: ASSUMPTION SYNC-REPLICAS-TOGETHER, Poplar's default of
-    syncing replicas together), then the bytes cross to the next stage's chip."""
-    sync = g.add(Sync((src,), label=f"sync {label}", across=scope), [dep])
-    return g.add(Transfer(src, dst, nbytes, label=label), [sync])
+    syncing replicas together), then the bytes cross to the next stage's chip — with tensor
+    parallelism, from each chip of the sending group to the chip of the same rank in the next
+    (``nbytes`` each: what one chip holds of the boundary tensor)."""
+    sync = g.add(Sync((src[0],), label=f"sync {label}", across=scope), [dep])
+    pairs = zip(src, dst, strict=True)
+    return [g.add(Transfer(a, b, nbytes, label=label), [sync]) for a, b in pairs]
 
 
-def input_feed(ctx: PlanContext, lay: Layout, model: Model, tp: TrainingParams) -> InputFeed:
-    """The hosts' feed of a replicated layout's first stage (replica 0 simulated, the others'
-    first-stage chips on its machines mirrored)."""
-    nbytes = model.input_bytes_per_sample * tp.micro_batch
-    feeders = [row[0] for row in lay.chips]
-    return InputFeed(ctx, feeders, mirror_chips(ctx, lay, 0), nbytes, tp.micro_batch)
+def plan_layout(
+    ctx: PlanContext, lay: Layout, model: Model | None = None, *, copies: int = 1
+) -> Plan:
+    """Check memory, build the graph, and pack what the summary needs into a Plan.
 
-
-def mirror_chips(ctx: PlanContext, lay: Layout, d: int) -> list[int]:
-    """Other replicas' stage-``d`` chips on a machine that one of replica 0's chips uses.
-
-    Only replica 0 is simulated, but replicas that share a machine also share its Streaming
-    Memory: their traffic is added beside replica 0's (gating nothing) so the contention on
-    the machine's DDR and gateway shows."""
-    machines = {ctx.system.chips[c].machine for c in lay.chips[0]}
-    return [
-        lay.chips[r][d]
-        for r in range(1, lay.replicas)
-        if ctx.system.chips[lay.chips[r][d]].machine in machines
-    ]
-
-
-def _mem_op(
-    op: type[MemLoad] | type[MemStore], nbytes: float, label: str
-) -> Callable[[int], MemLoad | MemStore]:
-    """``chip -> op(chip, nbytes, label=label)``, for :func:`stream`."""
-
-    def make(chip: int) -> MemLoad | MemStore:
-        return op(chip, nbytes, label=label)
-
-    return make
-
-
-def stream(
-    g: TaskGraph,
-    ctx: PlanContext,
-    lay: Layout,
-    d: int,
-    make: Callable[[int], MemLoad | MemStore],
-    deps: list[int],
-) -> int:
-    """``make(chip)`` for replica 0's stage-``d`` chip (its id is returned), mirrored on the
-    chips of :func:`mirror_chips`."""
-    main = g.add(make(lay.chips[0][d]), deps)
-    for chip in mirror_chips(ctx, lay, d):
-        g.add(make(chip), deps)
-    return main
-
-
-def _weights_in(
-    g: TaskGraph,
-    ctx: PlanContext,
-    lay: Layout,
-    j: int,
-    cost: StageCost,
-    tp: TrainingParams,
-    deps: list[int],
-    label: str,
-) -> list[int]:
-    """With weights in Streaming Memory, stream virtual stage ``j``'s weights in before each
-    pass over it (forward, recompute, backward), as the memory plan's traffic assumes."""
-    if not tp.offload_weights or not cost.params:
-        return deps
-    nbytes = cost.params * DTYPE_BYTES[tp.dtype]
-    return [
-        stream(
-            g,
-            ctx,
-            lay,
-            j % lay.stages,
-            lambda c: MemLoad(c, nbytes, label=f"load weights {label}"),
-            deps,
-        )
-    ]
-
-
-def step_end(
-    ctx: PlanContext,
-    g: TaskGraph,
-    tp: TrainingParams,
-    lay: Layout,
-    costs: Sequence[StageCost],
-    last_on_chip: dict[int, int],
-    pending: Sequence[int] = (),
-) -> dict[int, int]:
-    """Gradient collectives between replicas, each chip's optimizer update, then the step's
-    end on the hosts (:class:`HostSync`, after ``pending`` too).
-
-    Returns the last task of each of replica 0's chips (the host sync on systems with hosts,
-    else the update or the weights' all-gather), for strategies that chain another step.
-    """
-    system = ctx.system
-    ends = dict(last_on_chip)
-    for d in range(lay.stages):
-        chip = lay.chips[0][d]
-        ct = system.chips[chip].type
-        mine = [c for j, c in enumerate(costs) if j % lay.stages == d]
-        params = sum(c.params for c in mine)
-        opt = mine[0].optimizer
-        for extra in mine[1:]:
-            opt = opt + extra.optimizer
-        deps = [last_on_chip[chip]] if chip in last_on_chip else []
-        if params == 0:
-            continue
-        nbytes = gradient_bytes(params, tp)
-        group = tuple(ring_order(system, [lay.chips[r][d] for r in range(lay.replicas)]))
-        share = 1
-        if lay.replicas > 1:
-            kind: CollectiveKind = "reduce_scatter" if lay.rts else "all_reduce"
-            deps = [
-                g.add(
-                    Collective(
-                        kind,
-                        group,
-                        nbytes,
-                        lay.all_reduce,  # type: ignore[arg-type]
-                        dtype=tp.dtype,
-                        label=f"{kind} stage {d}",
-                    ),
-                    deps,
-                )
-            ]
-            share = lay.replicas if lay.rts else 1
-            tensors = sum(c.tensors for c in mine)
-            if lay.rts and tp.optimizer in LAYERWISE_OPTIMIZERS and tensors:
-                # each replica holds a shard of every tensor: its weight and update norms are
-                # sums over the replicas (two fp32 partial sums per tensor)
-                deps = [
-                    g.add(
-                        Collective(
-                            "all_reduce",
-                            group,
-                            2 * tensors * 4.0,
-                            lay.all_reduce,  # type: ignore[arg-type]
-                            dtype="fp32",
-                            label=f"{tp.optimizer} norms stage {d}",
-                        ),
-                        deps,
-                    )
-                ]
-        if tp.offload_optimizer_state:
-            state = _state_bytes(params, tp) / share
-            deps = [
-                stream(
-                    g,
-                    ctx,
-                    lay,
-                    d,
-                    _mem_op(MemLoad, state, f"load optimizer state {d}"),
-                    deps,
-                )
-            ]
-        scaled = (
-            opt
-            if share == 1
-            else type(opt)(
-                opt.compute_s / share, opt.exchange_s / share, opt.syncs, opt.flops / share
-            )
-        )
-        deps = [add_phase(g, chip, scaled, ct, deps, f"optimizer stage {d}", kind="optimizer")]
-        deps = sparse_hooks.add_update(  # a sparse pattern update, 1/N per step (strategies/sparse)
-            g, chip, ct, [c.update for c in mine], tp.sparsity, deps, f"stage {d}",
-            group if lay.replicas > 1 else (), lay.all_reduce, tp.dtype,
-        )  # fmt: skip
-        ends[chip] = deps[0]
-        if tp.offload_weights:
-            wb = params * DTYPE_BYTES[tp.dtype]
-            stream(
-                g,
-                ctx,
-                lay,
-                d,
-                _mem_op(MemStore, wb, f"store weights {d}"),
-                deps,
-            )
-        if tp.offload_optimizer_state:
-            sb = _state_bytes(params, tp) / share
-            stream(
-                g,
-                ctx,
-                lay,
-                d,
-                _mem_op(MemStore, sb, f"store optimizer state {d}"),
-                deps,
-            )
-        if lay.replicas > 1 and lay.rts:
-            ends[chip] = g.add(
-                Collective(
-                    "all_gather",
-                    group,
-                    nbytes,
-                    lay.all_reduce,  # type: ignore[arg-type]
-                    dtype=tp.dtype,
-                    label=f"all_gather weights stage {d}",
-                ),
-                deps,
-            )
-    done = end_step_on_hosts(g, ctx, lay.all_chips(), [*ends.values(), *pending])
-    if done is not None:
-        ends = dict.fromkeys(ends, done)
-    return ends
-
-
-def _state_bytes(params: int, tp: TrainingParams) -> float:
-    from simulator.workloads.memory import OPTIMIZER_STATE_SLOTS
-
-    per = OPTIMIZER_STATE_SLOTS[tp.optimizer] * DTYPE_BYTES[tp.optimizer_state_dtype]
-    if tp.master_weights and tp.master_weights != tp.dtype:
-        per += DTYPE_BYTES[tp.master_weights]
-    return params * per
-
-
-def plan_layout(ctx: PlanContext, lay: Layout, model: Model | None = None) -> Plan:
-    """Check memory, build the graph, and pack what the summary needs into a Plan."""
+    ``copies``: independent copies of the whole layout that the step's samples count (an
+    ensemble's members); 1 for a plain pipeline."""
     from strategies.summary import infeasible_plan, memory_plans
 
     model = model if model is not None else scenario_model(ctx)
     tp = training_params(ctx)
-    expected = tp.micro_batch * tp.grad_accum * lay.replicas * tp.samples_per_input
+    expected = tp.micro_batch * tp.grad_accum * lay.replicas * tp.samples_per_input * copies
     if tp.global_batch is not None and abs(tp.global_batch - expected) > 1e-9:
         raise ctx.error(
             ("training", "global_batch"),
             f"global_batch {tp.global_batch} != micro_batch {tp.micro_batch} x "
             f"grad_accum {tp.grad_accum} x replicas {lay.replicas} x "
-            f"samples_per_input {tp.samples_per_input:g} = {expected:g}; "
-            "change one of them so they agree",
+            f"samples_per_input {tp.samples_per_input:g}"
+            + (f" x members {copies}" if copies > 1 else "")
+            + f" = {expected:g}; change one of them so they agree",
         )
     if lay.schedule == "interleaved" and tp.grad_accum % lay.stages:
         raise ctx.error(
@@ -530,9 +365,13 @@ def plan_layout(ctx: PlanContext, lay: Layout, model: Model | None = None) -> Pl
             f"the interleaved schedule needs micro-batches ({tp.grad_accum}) to be a "
             f"multiple of the stages ({lay.stages})",
         )
+    full = model  # with tensor parallelism, the layers one chip of a group holds:
+    model = lay.shard.model if lay.shard is not None else model
     plans = memory_plans(ctx, model, tp, lay)
+    if lay.shard is not None:
+        plans = lay.shard.memory(plans, tp)
     info = {
-        "model": model,
+        "model": full,
         "training": tp,
         "layout": lay,
         "memory": plans,
@@ -540,11 +379,30 @@ def plan_layout(ctx: PlanContext, lay: Layout, model: Model | None = None) -> Pl
     }
     bad = [(chip, p) for chip, p in plans.items() if not p.fits]
     if bad:
-        return infeasible_plan(info, bad)
+        extra: list[str] = []
+        if lay.tensor_key:
+            from strategies.tensor.advice import would_help
+
+            extra = would_help(ctx, full, tp, lay, bad)
+        return infeasible_plan(info, bad, extra)
     built = build_graph(ctx, model, tp, lay)
     info["built"] = built
-    info["pipeline_tasks"] = built.pipeline_tasks
+    info["pipeline_tasks"] = (
+        built.pipeline_tasks if lay.shard is None else lay.shard.path_tasks(built)
+    )
     return Plan(built.graph, info, replication=Replication.of_rows(lay.chips))
+
+
+def split_check(ctx: PlanContext, tensor: int, mode: str) -> Model | None:
+    """With tensor parallelism, the scenario's model once it is known to split T ways (a bad
+    split is reported before the chip count, being the more basic fault); None at T = 1."""
+    if tensor == 1:
+        return None
+    from strategies.tensor.shard import check
+
+    model = scenario_model(ctx)
+    check(model, tensor, mode, ctx.error)  # type: ignore[arg-type]
+    return model
 
 
 class Pipeline:
@@ -553,23 +411,38 @@ class Pipeline:
 
     def plan(self, ctx: PlanContext) -> Plan:
         p: PipelineParams = ctx.params  # type: ignore[assignment]
-        check_chips(ctx, p.stages, p.replicas, "stages")
+        t = p.tensor_parallel
+        model = split_check(ctx, t, p.tensor_collective)
+        check_chips(ctx, p.stages, p.replicas, "stages", t)
         if p.chunks > 1 and p.schedule != "interleaved":
             raise ctx.error(
                 ("strategy", "chunks"),
                 f"chunks {p.chunks} needs schedule interleaved (or set chunks: 1)",
             )
-        model = scenario_model(ctx)
+        model = model or scenario_model(ctx)
         lay = Layout(
             p.stages,
             p.replicas,
             p.chunks if p.schedule == "interleaved" else 1,
             p.schedule,
             stage_layers(ctx, model, p),
-            replica_chips(ctx, p.stages, p.replicas),
+            replica_chips(ctx, p.stages, p.replicas) if t == 1 else [],
             p.all_reduce,
             p.replicated_tensor_sharding,
+            tensor_key=True,
         )
+        if t > 1:
+            from strategies.tensor import split_layout
+
+            lay = split_layout(ctx, lay, model, t, p.tensor_collective)
+        if p.expert_parallel:
+            from strategies.pipeline_moe import split_experts
+
+            lay = split_experts(ctx, lay, model, training_params(ctx), p.capacity_factor)
+        elif "capacity_factor" in p.model_fields_set:
+            raise ctx.error(
+                ("strategy", "capacity_factor"), "capacity_factor needs expert_parallel: true"
+            )
         return plan_layout(ctx, lay, model)
 
     def summarise(self, ctx, plan, trace):  # type: ignore[no-untyped-def]

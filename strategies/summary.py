@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,8 +53,11 @@ def memory_plans(
     return out
 
 
-def infeasible_plan(info: dict[str, Any], bad: list[tuple[int, MemoryPlan]]) -> Plan:
-    """A plan that does not fit: the reason says by how much and what would help."""
+def infeasible_plan(
+    info: dict[str, Any], bad: list[tuple[int, MemoryPlan]], extra: Sequence[str] = ()
+) -> Plan:
+    """A plan that does not fit: the reason says by how much and what would help (the memory
+    planner's suggestions, then ``extra`` ones the strategy adds)."""
     chip, worst = max(bad, key=lambda cp: cp[1].shortfall_bytes)
     mib = 2**20
     reason = (
@@ -62,8 +66,9 @@ def infeasible_plan(info: dict[str, Any], bad: list[tuple[int, MemoryPlan]]) -> 
         + (f"; {len(bad)} chips over" if len(bad) > 1 else "")
         + ")"
     )
-    if worst.suggestions:
-        reason += "; would help: " + "; ".join(worst.suggestions)
+    helps = [*worst.suggestions, *extra]
+    if helps:
+        reason += "; would help: " + "; ".join(helps)
     from simulator.engine.graph import TaskGraph
 
     return Plan(TaskGraph(), info, feasible=False, reason=reason)
@@ -75,7 +80,8 @@ def _all_chips_memory(plan: Plan) -> dict[str, dict[str, int]]:
     out = {}
     for r in range(lay.replicas):
         for d in range(lay.stages):
-            out[str(lay.chips[r][d])] = describe_memory(plans[lay.chips[0][d]])
+            for chip in lay.group(r, d):
+                out[str(chip)] = describe_memory(plans[lay.chips[0][d]])
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 
@@ -118,7 +124,7 @@ def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None, strategy: str) 
     lay = info["layout"]
     tp: TrainingParams = info["training"]
     model: Model = info["model"]
-    chips = lay.stages * lay.replicas
+    chips = lay.stages * lay.replicas * lay.tensor
     common: dict[str, Any] = dict(
         **result_fields(
             ctx,
@@ -135,24 +141,33 @@ def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None, strategy: str) 
         ),
     )
     if not plan.feasible or trace is None:
-        return TrainingResult(
+        fields: dict[str, Any] = dict(
             feasible=False,
             reason=plan.reason,
             step_time_s=None,
             throughput_samples_per_s=None,
             **common,
         )
+        if lay.shard is not None:
+            return lay.shard.result(plan, None, fields)  # type: ignore[no-any-return]
+        return TrainingResult(**fields)
     built = info["built"]
     step = trace.makespan
     twins = {
-        lay.chips[r][d]: lay.chips[0][d] for r in range(lay.replicas) for d in range(lay.stages)
+        c: lay.chips[0][d]
+        for r in range(lay.replicas)
+        for d in range(lay.stages)
+        for c in lay.group(r, d)
     }
     breakdown, mean = chip_breakdown(ctx, trace, twins, step)
     samples = info["global_batch"]
-    useful = sum(c.useful_flops for c in built.costs) * tp.grad_accum * lay.replicas
-    peak = sum(ctx.system.chips[c].type.peak_flops(tp.dtype) for row in lay.chips for c in row)
+    per_mb = (
+        sum(c.useful_flops for c in built.costs) if lay.shard is None else lay.shard.useful_flops
+    )
+    useful = per_mb * tp.grad_accum * lay.replicas
+    peak = sum(ctx.system.chips[c].type.peak_flops(tp.dtype) for c in lay.all_chips())
     analytic = _analytic(ctx, plan, step)
-    return TrainingResult(
+    fields = dict(
         feasible=True,
         reason=None,
         step_time_s=step,
@@ -165,6 +180,9 @@ def summarise(ctx: PlanContext, plan: Plan, trace: Trace | None, strategy: str) 
         engine=EngineStats.of(trace, len(plan.graph)),
         **common,
     )
+    if lay.shard is not None:
+        return lay.shard.result(plan, trace, fields)  # type: ignore[no-any-return]
+    return TrainingResult(**fields)
 
 
 def chip_breakdown(
@@ -219,6 +237,8 @@ def _analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalyti
         c.forward.seconds(ct) + c.recompute.seconds(ct) + c.backward.seconds(ct)
         for c in built.costs
     ]
+    if lay.shard is not None:  # each pass's tensor-group collectives, closed form
+        per_vstage = [s + lay.shard.pass_seconds(j) for j, s in enumerate(per_vstage)]
     per_chip = [
         sum(per_vstage[j] for j in range(len(per_vstage)) if j % lay.stages == d)
         for d in range(lay.stages)
@@ -238,20 +258,25 @@ def _analytic(ctx: PlanContext, plan: Plan, simulated: float) -> TrainingAnalyti
     mem = memory_seconds(ctx, plan)
     host = host_sync_seconds(system, lay.all_chips()) if system.hosts is not None else 0.0
     est = pipe + coll + opt + mem + host
-    return TrainingAnalytic(
-        est,
-        simulated,
-        simulated / est - 1 if est > 0 else 0.0,
+    formula = (
         "(M-1) x slowest stage + sum of stages + 2 x boundary (sync + transfer), "
         "+ largest gradient collective (closed form) + slowest optimizer update "
-        "+ busiest machine's Streaming Memory traffic / its bandwidth + the hosts' step end",
-        {
-            "pipeline_s": pipe,
-            "collective_s": coll,
-            "optimizer_s": opt,
-            "memory_s": mem,
-            "host_s": host,
-        },
+        "+ busiest machine's Streaming Memory traffic / its bandwidth + the hosts' step end"
+    )
+    terms = {
+        "pipeline_s": pipe,
+        "collective_s": coll,
+        "optimizer_s": opt,
+        "memory_s": mem,
+        "host_s": host,
+    }
+    if lay.shard is not None:
+        formula += "; a stage's passes include its tensor-group collectives (closed form)"
+        terms["tensor_per_micro_batch_s"] = max(
+            lay.shard.pass_seconds(j) for j in range(len(built.costs))
+        )
+    return TrainingAnalytic(
+        est, simulated, simulated / est - 1 if est > 0 else 0.0, formula, terms
     )
 
 

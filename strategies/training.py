@@ -290,9 +290,10 @@ class InputFeed:
     during the previous step, and each step writes the next step's first, so a step carries
     exactly ``M`` host writes. ``mirrors`` (chips of replicas that are not simulated but share
     the feeder's machine) do the same, gating nothing, so their traffic shares the machine's
-    Host-Link, gateway and DDR; the ``feeders`` (one per replica) that the same host feeds
-    share its data pipeline. Nothing is fed on a system without hosts. Micro-batches are
-    numbered on across the steps a graph holds.
+    Host-Link, gateway and DDR (``write_mirrors``, when given, are the chips whose host writes
+    are mirrored, if fewer read than are written for); the ``feeders`` (one per replica) that
+    the same host feeds share its data pipeline. Nothing is fed on a system without hosts.
+    Micro-batches are numbered on across the steps a graph holds.
     """
 
     def __init__(
@@ -302,18 +303,22 @@ class InputFeed:
         mirrors: Sequence[int],
         nbytes: float,
         samples: float,
+        write_mirrors: Sequence[int] | None = None,
     ) -> None:
         system = ctx.system
         self.chip, self.mirrors, self.nbytes, self.samples = feeders[0], mirrors, nbytes, samples
+        self.write_mirrors = mirrors if write_mirrors is None else write_mirrors
         host = system.host_node(self.chip) if system.hosts is not None else None
         self.on = host is not None and nbytes > 0
         self.ddr = system.streaming_memory is not None
         self.sharing = sum(1 for c in feeders if system.host_node(c) == host)
         self._writes: dict[int, int] = {}
 
-    def _each(self, g: TaskGraph, make: Callable[[int], Task], deps: list[int]) -> int:
+    def _each(
+        self, g: TaskGraph, make: Callable[[int], Task], deps: list[int], mirrors: Sequence[int]
+    ) -> int:
         main = g.add(make(self.chip), deps)
-        for chip in self.mirrors:
+        for chip in mirrors:
             g.add(make(chip), deps)
         return main
 
@@ -333,9 +338,9 @@ class InputFeed:
             n = mb + 1
             return HostLoad(chip, self.nbytes, self.samples, self.sharing, label=f"input mb{n}")
 
-        done = self._each(g, read, deps)
+        done = self._each(g, read, deps, self.mirrors)
         if self.ddr:
-            self._writes[mb + 1] = self._each(g, write, [done])
+            self._writes[mb + 1] = self._each(g, write, [done], self.write_mirrors)
         return [done]
 
     def pending(self) -> list[int]:

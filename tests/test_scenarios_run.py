@@ -30,7 +30,11 @@ def _is_scenario(path: Path) -> bool:
 SCENARIOS = sorted(p for p in (ROOT / "scenarios").rglob("*.yaml") if _is_scenario(p))
 
 # Paths (relative to scenarios/) that take more than ~20 s; kept out of the default run.
-SLOW: frozenset[str] = frozenset()
+SLOW: frozenset[str] = frozenset(
+    {
+        "tensor/gpt3-6.7b-bow-pod64.yaml",  # 64 micro-batches through 16-chip tensor groups
+    }
+)
 
 # The deliberately infeasible examples (relative to scenarios/): they show what "does not fit"
 # looks like and what would help. Every other scenario must run (exit 0).

@@ -55,6 +55,7 @@ PINNED = {
     "gpt2-medium": (354_823_168, gpt2_params(24, 1024)),
     "gpt2-large": (774_030_080, gpt2_params(36, 1280)),
     "gpt2-xl": (1_557_611_200, gpt2_params(48, 1600)),
+    "gpt3-6.7b": (6_658_404_352, gpt2_params(32, 4096, pos=2048)),
     "gpt": (124_439_808, gpt2_params(12, 768)),
 }
 

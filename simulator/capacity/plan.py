@@ -152,7 +152,8 @@ class Answer:
 
 SHOWN = ("topology", "chips", "power_W", "stages", "replicas", "micro_batch", "grad_accum",
          "global_batch", "step_time_s", "throughput_samples_per_s", "steps_to_target",
-         "time_to_train_s", "energy_to_train_kWh", "status", "reason", "values", "key")  # fmt: skip
+         "time_to_train_s", "energy_to_train_kWh", "tensor_parallel", "status", "reason",
+         "values", "key")  # fmt: skip
 
 
 def _json_default(value: Any) -> Any:
@@ -168,6 +169,8 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row.get(k) for k in SHOWN if k != "topology"}
     out |= {k: row[k] for k in OPTIONAL if row.get(k) is not None}
     out["system"] = row.get("system") or row.get("topology")
+    if out["values"] is None:  # a flat table row: the point's swept and derived key paths
+        out["values"] = {k: v for k, v in row.items() if "." in k}
     for k, v in out.items():
         if isinstance(v, float):
             out[k] = None if math.isnan(v) else float(f"{v:.12g}")
@@ -304,10 +307,18 @@ def _one(r: dict[str, Any]) -> str:
     if r.get("power_W"):
         head += f", {r['power_W'] / 1e3:,.1f} kW"
     head += ")"
+    values = r.get("values") or {}
+    tensor = r.get("tensor_parallel") or values.get("strategy.tensor_parallel") or 1
     if r.get("status") != "ok":
-        return f"{head} {r.get('status')}: {r.get('reason')}"
+        varied = ", ".join(
+            f"{k}={v}" for k, v in values.items() if not isinstance(v, list | dict)
+        )
+        return f"{head} [{varied}] {r.get('status')}: {r.get('reason')}"
+    layout = f"{r['stages']} stages x {r['replicas']} replicas"
+    if tensor > 1:  # tensor parallelism (strategies/tensor): T chips per stage
+        layout = f"{r['stages']} stages x {tensor}-chip tensor groups x {r['replicas']} replicas"
     parts = [
-        f"{r['stages']} stages x {r['replicas']} replicas, micro-batch {r['micro_batch']} x "
+        f"{layout}, micro-batch {r['micro_batch']} x "
         f"{r['grad_accum']}, batch {r['global_batch']:,.0f}",
         f"step {r['step_time_s']:.4g} s",
         f"{r['throughput_samples_per_s']:,.0f} samples/s",

@@ -24,6 +24,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from simulator.config import paths
+from simulator.config.assumptions import (
+    ASSUMPTIONS_DESCRIPTION,
+    CALIBRATED_DESCRIPTION,
+    Assumptions,
+    Calibrations,
+    check_blocks,
+)
 from simulator.config.base import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -94,6 +101,8 @@ class ScenarioFile(StrictModel):
         description="A scenario path relative to this file, or a mapping of key-path "
         "overrides applied to this scenario (e.g. {topology: pod16}).",
     )
+    assumptions: Assumptions = Field(default_factory=dict, description=ASSUMPTIONS_DESCRIPTION)
+    calibrated: Calibrations = Field(default_factory=dict, description=CALIBRATED_DESCRIPTION)
 
 
 _STRATEGIES: dict[str, type[BaseModel]] = {}
@@ -189,6 +198,7 @@ def _check_not_other_kind(doc: Document) -> None:
 def _from_document(doc: Document, path: Path) -> LoadedScenario:
     _check_not_other_kind(doc)
     scenario = validate(doc, ScenarioFile)
+    check_blocks(doc, ScenarioFile)
     if scenario.name is None:
         scenario = scenario.model_copy(update={"name": path.stem})
     type_name = scenario.strategy.type

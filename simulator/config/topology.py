@@ -19,6 +19,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from simulator.config.assumptions import (
+    ASSUMPTIONS_DESCRIPTION,
+    CALIBRATED_DESCRIPTION,
+    Assumptions,
+    Calibrations,
+)
 from simulator.config.base import (
     Fraction,
     NonNegativeFloat,
@@ -106,6 +112,8 @@ class ChipFile(StrictModel):
     exchange_buffer_fraction: NonNegativeFloat = Field(
         description="of the widest layer's working set held as exchange copies"
     )
+    assumptions: Assumptions = Field(default_factory=dict, description=ASSUMPTIONS_DESCRIPTION)
+    calibrated: Calibrations = Field(default_factory=dict, description=CALIBRATED_DESCRIPTION)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,6 +298,8 @@ class SystemFile(StrictModel):
     sync: SyncSection | None = Field(
         default=None, description="syncs beyond one machine; absent: every sync costs the chip's"
     )
+    assumptions: Assumptions = Field(default_factory=dict, description=ASSUMPTIONS_DESCRIPTION)
+    calibrated: Calibrations = Field(default_factory=dict, description=CALIBRATED_DESCRIPTION)
 
     @property
     def chips_per_pod(self) -> int:

@@ -5,7 +5,7 @@ This and the CLI are the only places that look strategies up by name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from simulator.config.scenario import (
 from simulator.engine.executor import execute
 from simulator.engine.trace import Trace
 from simulator.errors import InputError
-from simulator.hardware.build import load_system
+from simulator.hardware.build import SystemSource, build_source, system_source
 from simulator.hardware.system import System
 from simulator.metrics import Result, TrainingResult, with_baseline
 from simulator.strategy import Plan, PlanContext, lookup
@@ -39,23 +39,29 @@ class Outcome:
     trace: Trace | None
     system: System
     context: PlanContext
+    sensitivity: Any = None  # a simulator.sensitivity.Sensitivity when one was asked for
 
 
 def build_system(loaded: LoadedScenario) -> System:
     """The scenario's system: a built-in name, a path relative to the scenario, or a mapping."""
+    return build_source(system_source_of(loaded))
+
+
+def system_source_of(loaded: LoadedScenario) -> SystemSource:
+    """The files the scenario's system is built from (with the scenario's ``hosts:``)."""
     topo = loaded.scenario.topology
     hosts = loaded.scenario.hosts
     host = hosts.system_keys() if hosts is not None else None
     host_at = (loaded.document, ("hosts",))
     if isinstance(topo, str):
         try:
-            return load_system(topo, relative_to=loaded.path, host=host, host_at=host_at)
+            return system_source(topo, relative_to=loaded.path, host=host, host_at=host_at)
         except InputError as exc:
             if exc.location.file is not None:
                 raise
             file, line = loaded.document.location(("topology",))
             raise exc.at(file=file, line=line, key_path="topology") from None
-    return load_system(topo, origin=loaded.document, at=("topology",), host=host, host_at=host_at)
+    return system_source(topo, origin=loaded.document, at=("topology",), host=host, host_at=host_at)
 
 
 def run_loaded(
@@ -64,21 +70,35 @@ def run_loaded(
     fast_collectives: bool = True,
     baseline: bool = True,
     system: System | None = None,
+    plan: Plan | None = None,
+    details: bool = True,
+    phase: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Plan and simulate an already loaded scenario (and its baseline, for the speedup).
 
     ``system``: the scenario's System when the caller already has it (sweeps keep one per
-    process); built from the scenario otherwise.
+    process); built from the scenario otherwise. ``plan``: a plan made earlier for the same
+    scenario on a system of the same structure and chip types, to execute again (sensitivity
+    runs share it); planned here otherwise. ``details``: False skips the critical-path
+    ``step_breakdown``. ``phase``: called with ``"plan"``, ``"execute"`` and ``"summarise"``
+    as each starts (sensitivity records what each phase reads).
     """
     system = system if system is not None else build_system(loaded)
     strategy = lookup(loaded.scenario.strategy.type)
     ctx = PlanContext(loaded, system, loaded.strategy)
-    plan = strategy.plan(ctx)
+    if plan is None:
+        if phase is not None:
+            phase("plan")
+        plan = strategy.plan(ctx)
+    if phase is not None:
+        phase("execute")
     trace = (
         execute(system, plan.graph, fast_collectives=fast_collectives) if plan.feasible else None
     )
+    if phase is not None:
+        phase("summarise")
     result = strategy.summarise(ctx, plan, trace)
-    if isinstance(result, TrainingResult) and trace is not None and result.feasible:
+    if details and isinstance(result, TrainingResult) and trace is not None and result.feasible:
         causes = step_breakdown(plan.graph, trace, plan.info.get("pipeline_tasks"))
         if result.step_time_s and trace.makespan > 0:
             # a strategy that simulates several steps (local) reports one: scale the path

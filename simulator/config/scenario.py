@@ -225,6 +225,13 @@ def load_scenario(path: str | Path, overrides: tuple[str, ...] | list[str] = ())
     return _from_document(doc, file)
 
 
+def with_overrides(
+    loaded: LoadedScenario, overrides: list[str] | tuple[str, ...]
+) -> LoadedScenario:
+    """``loaded`` with further ``key.path=value`` overrides applied (as ``--set`` would)."""
+    return _from_document(override_document(loaded.document, overrides), loaded.path)
+
+
 #: How a scenario given as a Python mapping is named in messages and results.
 MAPPING_LABEL = "<scenario mapping>"
 

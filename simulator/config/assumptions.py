@@ -287,11 +287,15 @@ def records(
     return tuple(out_a), tuple(out_c)
 
 
+_SHOWN_UNITS = {"GBps": "GB/s", "Gbps": "Gbit/s", "us": "µs", "hz": "Hz", "bytes": "B"}
+
+
 def format_value(value: Any, unit: str | None = None) -> str:
-    """A value for tables: true/false, integers with separators, floats to 4 digits."""
+    """A value for tables: true/false, integers with separators, floats to 4 digits; ``unit``
+    a key suffix (``GBps`` is shown as GB/s)."""
     if value is None:
         return "default"
     if isinstance(value, bool):
         return "true" if value else "false"
     text = f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
-    return f"{text} {unit}" if unit else text
+    return f"{text} {_SHOWN_UNITS.get(unit, unit)}" if unit else text

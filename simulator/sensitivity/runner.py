@@ -220,3 +220,16 @@ def analyse(
     )
     outcome.sensitivity = sens
     return outcome, sens
+
+
+def time_at(loaded: LoadedScenario, name: str, value: bool | int | float) -> float | None:
+    """The time of ``loaded`` with the assumption ``name`` set to ``value`` (the others at
+    their values); None when the plan is then infeasible. For threshold searches."""
+    from simulator.hardware.build import build_source
+
+    src = system_source_of(loaded)
+    system = build_source(src)
+    record = next(r for r in assumptions_of(loaded, system) if r.name == name)
+    v_loaded, v_system = build_variant(loaded, src, system, Variant(record, "value", value))
+    out = run_loaded(v_loaded, system=v_system, baseline=False, details=False)
+    return time_of(out.result)

@@ -70,6 +70,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     question = load_plan(args.file)
     kwargs: dict[str, Any] = {
         "jobs": args.jobs, "dask": args.dask, "progress": not args.no_progress,
+        "band": not args.no_band,
     }  # fmt: skip
     if args.store:
         answer = run_plan(question, args.store, **kwargs)
@@ -149,6 +150,12 @@ def add_plan(sub: Any) -> None:
         "--store",
         metavar="STORE",
         help="results store to reuse and fill (default: a temporary one)",
+    )
+    p.add_argument(
+        "--no-band",
+        action="store_true",
+        help="answer without the band: skip running the answer and its nearest rivals at each "
+        "end of every assumption's range (much faster)",
     )
     _runner_options(p)
     p.add_argument("--json", action="store_true", help="print the answer as one JSON document")

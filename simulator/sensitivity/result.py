@@ -153,7 +153,8 @@ def _move(t: float | None, base: float) -> str:
         return "infeasible"
     if base == 0:
         return _time(t)
-    return f"{(t / base - 1):+.1%}"
+    move = t / base - 1
+    return "0.0%" if abs(move) < 0.0005 else f"{move:+.1%}"
 
 
 def format_text(s: Sensitivity, *, top: int | None = 15) -> str:

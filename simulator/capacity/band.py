@@ -33,7 +33,7 @@ from simulator.sensitivity.result import Sensitivity
 MAX_AHEAD = 1
 MAX_AFTER = 3
 MAX_THRESHOLDS = 2
-BISECTIONS = 7
+BISECTIONS = 10  # at most; they stop at 1 % of the distance from the value to the end
 
 
 @dataclass
@@ -46,7 +46,8 @@ class Change:
     value: Any  # the end's value
     unit: str | None
     answer: dict[str, Any] | None  # the configuration that answers instead (None: none meets)
-    threshold: Any = None  # where it changes, found by bisection (None: not searched)
+    threshold: Any = None  # where it changes: the answer differs at this value (bisection)
+    threshold_from: Any = None  # ... and is still the same at this one (None: not searched)
     direction: str = ""  # "above" / "below" the threshold (or the end, when not searched)
 
 
@@ -324,15 +325,16 @@ def thresholds(q: Question, band: PlanBand, rows: list[dict[str, Any]], best_key
         a, b = nominal, end
         good_a = meets(decider, q.target)
         integer = isinstance(end, int) and isinstance(nominal, int)
+        tol = max(1 if integer else 0, abs(end - nominal) / 100)
         for _ in range(BISECTIONS):
-            if integer and abs(b - a) <= 1:
+            if abs(b - a) <= tol:
                 break
             m = round((a + b) / 2) if integer else (a + b) / 2
             if ok(m) == good_a:
                 a = m
             else:
                 b = m
-        change.threshold = b if integer else float(f"{b:.2g}")
+        change.threshold, change.threshold_from = b, a
 
 
 def _find(loaded: Any, name: str) -> Any:

@@ -459,15 +459,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         table = report()
         if args.write:
-            doc = DOC.read_text()
-            if BEGIN not in doc or END not in doc:
-                raise SystemExit(f"{DOC}: markers {BEGIN!r} ... {END!r} not found")
-            head, rest = doc.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            DOC.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
+            write_section(BEGIN, END, table)
         else:
             sys.stdout.write(table)
     return 0
+
+
+def write_section(begin: str, end: str, table: str) -> None:
+    """Replace what docs/validation.md holds between the markers ``begin`` and ``end``."""
+    doc = DOC.read_text()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{DOC}: markers {begin!r} ... {end!r} not found")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{begin}\n{table}{end}{tail}")
 
 
 if __name__ == "__main__":

@@ -12,17 +12,11 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from simulator.viz.timeline import time_unit
+
 LOW_COLOUR = "#3b75c4"
 HIGH_COLOUR = "#e8833a"
 MAX_BARS = 25
-
-
-def _unit(seconds: float) -> tuple[float, str]:
-    if seconds >= 1:
-        return 1.0, "s"
-    if seconds >= 1e-3:
-        return 1e3, "ms"
-    return 1e6, "µs"
 
 
 def _end(value: Any, unit: str | None) -> str:
@@ -36,7 +30,7 @@ def _end(value: Any, unit: str | None) -> str:
 def tornado_figure(sens: Any, *, max_bars: int = MAX_BARS) -> go.Figure:
     """The tornado of ``sens`` (a :class:`simulator.sensitivity.Sensitivity`)."""
     base = sens.value_s
-    scale, unit = _unit(max(sens.band_s[1], base))
+    scale, unit = time_unit(max(sens.band_s[1], base))
     shown = list(sens.assumptions[:max_bars])[::-1]  # plotly draws the first bar at the bottom
     labels = [f"{e.name} ({e.assumption})" for e in shown]
     fig = go.Figure()

@@ -128,6 +128,66 @@ def base_run(
     return outcome, system, footprint
 
 
+#: An assumption's two ends: (variant, its time if known without a run, or its job's index).
+Ends = list[tuple[Variant, float | None, int | None]]
+
+
+def _schedule(
+    loaded: LoadedScenario,
+    system: System,
+    outcome: Outcome,
+    fp: Footprint,
+    records: list[Any],
+) -> tuple[list[tuple[Any, Ends]], list[str], list[_Job]]:
+    """Decide for every end of every assumption: the base time (an end equal to the value, or
+    one touching nothing the run used), or a job. Returns the touched assumptions with their
+    ends, the untouched ones' names and the jobs."""
+    src = system_source_of(loaded)
+    t0 = time_of(outcome.result)
+    touched_records: list[tuple[Any, Ends]] = []
+    untouched: list[str] = []
+    work: list[_Job] = []
+    for record in records:
+        ends: Ends = []
+        for v in variants(record):
+            if record.value is not None and v.value == record.value:
+                ends.append((v, t0, None))
+                continue
+            v_loaded, v_system = build_variant(loaded, src, system, v)
+            if v_loaded is loaded:
+                d = diff(system, v_system)
+                if not fp.touches(d):
+                    ends.append((v, t0, None))
+                    continue
+                shared = fp.plan_shared(d)
+                job = _Job(v, loaded, v_system, outcome.plan if shared else None,
+                           check_graph=not shared and not fp.needs_execution(d))  # fmt: skip
+            else:  # a scenario-level assumption: planned again
+                job = _Job(v, v_loaded, v_system, None, check_graph=False)
+            ends.append((v, None, len(work)))
+            work.append(job)
+        if not ends:
+            continue  # pinned
+        if all(i is None for _, _, i in ends):
+            untouched.append(record.name)
+        else:
+            touched_records.append((record, ends))
+    return touched_records, untouched, work
+
+
+def _effect(record: Any, ends: Ends, done: list[_Done]) -> Effect:
+    times: dict[str, float | None] = {}
+    reasons: dict[str, str | None] = {}
+    for v, t, i in ends:
+        times[v.end], reasons[v.end] = (t, None) if i is None else (done[i].time_s, done[i].reason)
+    return Effect(
+        record.name, record.label, record.value, record.low, record.high, record.unit,
+        times["low"], times["high"],
+        reasons["low"] if times["low"] is None else None,
+        reasons["high"] if times["high"] is None else None,
+    )  # fmt: skip
+
+
 def analyse(
     loaded: LoadedScenario,
     *,
@@ -135,74 +195,27 @@ def analyse(
     fast_collectives: bool = True,
     base: tuple[Outcome, System, Footprint] | None = None,
 ) -> tuple[Outcome, Sensitivity | None]:
-    """Run ``loaded`` and its sensitivity analysis (None when the base plan is infeasible)."""
+    """Run ``loaded`` and its sensitivity analysis (None when the base plan is infeasible);
+    ``base``: a :func:`base_run` already made. The outcome carries the analysis too
+    (``outcome.sensitivity``, for the report page)."""
     outcome, system, fp = base or base_run(loaded, fast_collectives=fast_collectives)
     t0 = time_of(outcome.result)
     if t0 is None:
         return outcome, None
-    src = system_source_of(loaded)
     records = assumptions_of(loaded, system)
-    pinned = tuple(r.name for r in records if r.pinned)
-    untouched: list[str] = []
-    pending: list[tuple[Any, list[tuple[Variant, float | None, int | None]]]] = []
-    work: list[_Job] = []
-    reused = 0
-    for record in records:
-        ends = variants(record)
-        if not ends:
-            continue
-        touched = False
-        plan_ends: list[tuple[Variant, float | None, int | None]] = []
-        for v in ends:
-            if record.value is not None and v.value == record.value:
-                plan_ends.append((v, t0, None))
-                continue
-            v_loaded, v_system = build_variant(loaded, src, system, v)
-            if v_loaded is loaded:
-                d = diff(system, v_system)
-                if not fp.touches(d):
-                    plan_ends.append((v, t0, None))
-                    continue
-                shared = fp.plan_shared(d)
-                job = _Job(v, loaded, v_system, outcome.plan if shared else None,
-                           check_graph=not shared and not fp.needs_execution(d))  # fmt: skip
-            else:
-                job = _Job(v, v_loaded, v_system, None, check_graph=False)
-            touched = True
-            plan_ends.append((v, None, len(work)))
-            work.append(job)
-        if not touched:
-            untouched.append(record.name)
-            continue
-        reused += sum(1 for _, t, i in plan_ends if i is None)
-        pending.append((record, plan_ends))
+    touched, untouched, work = _schedule(loaded, system, outcome, fp, records)
     _BASE.update(fast=fast_collectives, graph=list(outcome.plan.graph.nodes), time=t0)
     try:
         done = _execute(work, jobs or default_jobs())
     finally:
         _BASE.clear()
-    effects = []
-    for record, plan_ends in pending:
-        times: dict[str, float | None] = {}
-        reasons: dict[str, str | None] = {}
-        for v, t, i in plan_ends:
-            if i is None:
-                times[v.end], reasons[v.end] = t, None
-            else:
-                times[v.end], reasons[v.end] = done[i].time_s, done[i].reason
-        effects.append(
-            Effect(
-                record.name, record.label, record.value, record.low, record.high, record.unit,
-                times["low"], times["high"],
-                reasons["low"] if times["low"] is None else None,
-                reasons["high"] if times["high"] is None else None,
-            )
-        )  # fmt: skip
+    effects = [_effect(record, ends, done) for record, ends in touched]
     counts = Counts(
         plans=sum(1 for d in done if d.planned),
         executions=sum(1 for d in done if d.executed),
-        shared_plans=sum(1 for d, j in zip(done, work, strict=True) if j.plan is not None),
-        reused=reused + sum(1 for d in done if not d.executed),
+        shared_plans=sum(1 for j in work if j.plan is not None),
+        reused=sum(1 for _, ends in touched for _, _, i in ends if i is None)
+        + sum(1 for d in done if not d.executed),
     )
     varied = {r.name for r in records}
     calibrated = tuple(c.name for c in system.info.calibrations if c.name not in varied) + tuple(
@@ -214,7 +227,7 @@ def analyse(
         envelope(t0, effects),
         ranked(effects, t0),
         tuple(untouched),
-        pinned,
+        tuple(r.name for r in records if r.pinned),
         calibrated,
         counts,
     )

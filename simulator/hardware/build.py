@@ -158,10 +158,6 @@ class SystemSource:
     host: Mapping[str, Any] | None = None
     host_at: tuple[Document, KeyPath] | None = None
 
-    def error(self, message: str, *keys: str | int) -> InputError:
-        """An error at ``keys`` of the system file (its line, or the scenario's)."""
-        return self.where.error(message, *keys)
-
 
 def system_source(
     spec: str | Path | Mapping[str, Any],

@@ -22,9 +22,6 @@ from simulator.errors import InputError
 from simulator.hardware.build import SystemSource, build_source
 from simulator.hardware.system import System
 
-ENDS = ("low", "high")
-
-
 @dataclass(frozen=True)
 class Variant:
     """One assumption at one end of its range."""

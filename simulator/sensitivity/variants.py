@@ -22,6 +22,7 @@ from simulator.errors import InputError
 from simulator.hardware.build import SystemSource, build_source
 from simulator.hardware.system import System
 
+
 @dataclass(frozen=True)
 class Variant:
     """One assumption at one end of its range."""

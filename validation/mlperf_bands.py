@@ -41,7 +41,10 @@ def banded(path: Path, jobs: int | None = None) -> tuple[Any, Any]:
 
 def _rate_move(t: float | None, base: float) -> str:
     """The throughput change when the step takes ``t`` instead of ``base``."""
-    return "does not fit" if t is None else f"{base / t - 1:+.1%}"
+    if t is None:
+        return "does not fit"
+    move = base / t - 1
+    return "0.0%" if abs(move) < 0.0005 else f"{move:+.1%}"
 
 
 def _top(sens: Any) -> str:

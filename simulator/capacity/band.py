@@ -273,11 +273,12 @@ def _closest(
     curve: Any,
     metric: str,
 ) -> str | None:
-    """With no change: the banded candidate that came nearest to changing the answer."""
+    """With no change, how near it came: the answer's slowest end and the fastest end of the
+    nearest banded candidate ranked before it, against the target."""
     target = getattr(q.target, metric, None)
     if target is None:
         return None
-    notes = []
+    mine, rivals = None, []
     for r in order:
         s = sens.get(r["key"])
         if s is None:
@@ -285,12 +286,11 @@ def _closest(
         lo = _metric(_at(r, s.band_s[0], curve), metric)
         hi = _metric(_at(r, s.band_s[1], curve), metric)
         if r["key"] == best_key and hi is not None:
-            notes.append((target / hi, f"{r['system']} takes at most {_fmt(hi, metric)}"))
+            mine = f"{r['system']} takes at most {_fmt(hi, metric)}"
         elif lo is not None:
-            notes.append((lo / target, f"{r['system']} needs at least {_fmt(lo, metric)}"))
-    if not notes:
-        return None
-    return min(notes)[1] + f" (target {_fmt(target, metric)})"
+            rivals.append((lo / target, f"{r['system']} needs at least {_fmt(lo, metric)}"))
+    notes = [n for n in (mine, min(rivals)[1] if rivals else None) if n]
+    return " and ".join(notes) + f" (target {_fmt(target, metric)})" if notes else None
 
 
 def thresholds(q: Question, band: PlanBand, rows: list[dict[str, Any]], best_key: str | None,

@@ -198,8 +198,9 @@ def assumption_lines(desc: dict[str, Any]) -> list[str]:
         for a in assumed:
             unit = a["unit"]
             rng = f"{format_value(a['low'])} – {format_value(a['high'], unit)}"
-            rows.append([a["assumption"], a["name"], format_value(a["value"], unit),
-                         rng + (" (pinned)" if a["pinned"] else "")])  # fmt: skip
+            note = " (pinned)" if a["pinned"] else ""
+            note += "" if a["in_range"] else " (the value is outside it)"
+            rows.append([a["assumption"], a["name"], format_value(a["value"], unit), rng + note])
         out += [
             "",
             f"assumptions: {len(assumed)} values that are not sourced facts, with their ranges "

@@ -110,9 +110,7 @@ def test_untouched_assumption_is_left_out_and_not_run(
 
 def test_only_pinned_assumption_gives_zero_width_band(tmp_path: Path) -> None:
     pinned = {"name": "PINNED", "range": [160, 160], "reason": "test: known exactly"}
-    path = _scenario(
-        tmp_path, {"ipu_link_hop_latency_ns": pinned}, chip=_pinned_chip(tmp_path)
-    )
+    path = _scenario(tmp_path, {"ipu_link_hop_latency_ns": pinned}, chip=_pinned_chip(tmp_path))
     out, s = analyse(load_scenario(path), jobs=1)
     assert s is not None
     assert s.band_s == (s.value_s, s.value_s) == (out.result.time_s, out.result.time_s)
@@ -263,3 +261,28 @@ def test_infeasible_end_is_reported_not_crashed(tmp_path: Path) -> None:
     assert batch.high_s is None and batch.high_reason
     assert s.assumptions[0].name == "training.micro_batch"  # infeasible ranks first
     assert s.infeasible == ["training.micro_batch at its high end"]
+
+
+def test_an_end_the_builder_rejects_is_an_error_at_its_range(tmp_path: Path) -> None:
+    """rail_links 4 passes the schema, but a middle chip would need 4 + 2 x 4 > 10 IPU-Links."""
+    from simulator.errors import InputError
+
+    doc = {
+        **MLP,
+        "name": "mlp-rails",
+        "topology": {
+            "chip": "gc200", "machines_per_pod": 4, "chips_per_machine": 2,
+            "ipu_link_GBps": 32, "ipu_link_efficiency": 0.86625, "ipu_link_hop_latency_ns": 160,
+            "fabric": {"pattern": "ladder", "rung_links": 4, "rail_links": 1, "wrap": False},
+            "assumptions": {
+                "fabric.rail_links": {"name": "RAILS", "range": [1, 4], "reason": "test"},
+            },
+        },
+        "strategy": {"type": "data"},
+    }  # fmt: skip
+    path = _write(tmp_path, doc)
+    with pytest.raises(InputError) as err:
+        analyse(load_scenario(path), jobs=1)
+    loc = err.value.location
+    assert loc.file == str(path) and loc.key_path == "topology.assumptions.fabric.rail_links.range"
+    assert "the high end 4 of fabric.rail_links (RAILS) gives invalid input" in str(err.value)

@@ -231,7 +231,6 @@ LAYER_SPECS: dict[str, type[StrictModel]] = {
     "pretraining_heads": PretrainingHeadsSpec,
 }
 
-
 class ChooseSpec(StrictModel):
     """A model option: ``then`` when ``when`` is non-zero, else ``otherwise`` (may be empty).
     The chosen layers are named and grouped as if written in place of the ``choose``."""

@@ -21,6 +21,12 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INFEASIBLE = 0, 1, 2, 3
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.sensitivity:  # the band and ranked assumptions (simulator/sensitivity/cli.py)
+        from simulator.sensitivity.cli import cmd
+
+        return cmd(args)
+    if args.jobs is not None:
+        raise InputError("--jobs applies to --sensitivity runs only")
     from simulator.present import run_json, run_text
     from simulator.run import run_scenario
     from simulator.viz.commands import check_run_outputs, run_outputs
@@ -101,9 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate every collective step flow by flow (no replay of identical steps); "
         "slower, same answer where nothing contends",
     )
+    from simulator.sensitivity.cli import add_options as add_sensitivity_options
     from simulator.viz.commands import add_results_plot, add_run_options, add_topology_options
 
     add_run_options(run)
+    add_sensitivity_options(run)
     run.set_defaults(func=_cmd_run)
 
     topo = sub.add_parser("topology", help="inspect systems", description="Inspect IPU systems.")

@@ -43,6 +43,9 @@ def is_chip(name: str) -> bool:
 
 def show_chip(args: argparse.Namespace) -> int:
     from simulator.config import paths
+    from simulator.config.assumptions import records
+    from simulator.config.load import validate
+    from simulator.config.topology import ChipFile
     from simulator.config.yamlio import load_document
     from simulator.hardware.build import load_chip_type
     from simulator.hardware.describe import describe_chip, format_chip_text
@@ -50,8 +53,10 @@ def show_chip(args: argparse.Namespace) -> int:
     if getattr(args, "html", None) or getattr(args, "load_from", None):
         raise InputError(f"{args.name} is a chip: --html draws systems only")
     ct = load_chip_type(args.name)
-    description = load_document(paths.resolve(args.name, "chip")).data.get("description", "")
-    desc = describe_chip(ct, str(description or ""))
+    doc = load_document(paths.resolve(args.name, "chip"))
+    cf = validate(doc, ChipFile)
+    blocks = records("chip", doc.data, cf.assumptions, cf.calibrated)
+    desc = describe_chip(ct, str(doc.data.get("description", "") or ""), blocks)
     if args.json:
         sys.stdout.write(json.dumps(desc, indent=2) + "\n")
     else:

@@ -5,7 +5,7 @@ This and the CLI are the only places that look strategies up by name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from simulator.config.scenario import (
 from simulator.engine.executor import execute
 from simulator.engine.trace import Trace
 from simulator.errors import InputError
-from simulator.hardware.build import load_system
+from simulator.hardware.build import SystemSource, build_source, system_source
 from simulator.hardware.system import NoRouteError, System
 from simulator.metrics import Result, TrainingResult, with_baseline
 from simulator.strategy import Plan, PlanContext, lookup
@@ -39,23 +39,29 @@ class Outcome:
     trace: Trace | None
     system: System
     context: PlanContext
+    sensitivity: Any = None  # a simulator.sensitivity.Sensitivity when one was asked for
 
 
 def build_system(loaded: LoadedScenario) -> System:
     """The scenario's system: a built-in name, a path relative to the scenario, or a mapping."""
+    return build_source(system_source_of(loaded))
+
+
+def system_source_of(loaded: LoadedScenario) -> SystemSource:
+    """The files the scenario's system is built from (with the scenario's ``hosts:``)."""
     topo = loaded.scenario.topology
     hosts = loaded.scenario.hosts
     host = hosts.system_keys() if hosts is not None else None
     host_at = (loaded.document, ("hosts",))
     if isinstance(topo, str):
         try:
-            return load_system(topo, relative_to=loaded.path, host=host, host_at=host_at)
+            return system_source(topo, relative_to=loaded.path, host=host, host_at=host_at)
         except InputError as exc:
             if exc.location.file is not None:
                 raise
             file, line = loaded.document.location(("topology",))
             raise exc.at(file=file, line=line, key_path="topology") from None
-    return load_system(topo, origin=loaded.document, at=("topology",), host=host, host_at=host_at)
+    return system_source(topo, origin=loaded.document, at=("topology",), host=host, host_at=host_at)
 
 
 def run_loaded(
@@ -64,11 +70,18 @@ def run_loaded(
     fast_collectives: bool = True,
     baseline: bool = True,
     system: System | None = None,
+    plan: Plan | None = None,
+    details: bool = True,
+    phase: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Plan and simulate an already loaded scenario (and its baseline, for the speedup).
 
     ``system``: the scenario's System when the caller already has it (sweeps keep one per
-    process); built from the scenario otherwise.
+    process); built from the scenario otherwise. ``plan``: a plan made earlier for the same
+    scenario on a system of the same structure and chip types, to execute again (sensitivity
+    runs share it); planned here otherwise. ``details``: False skips the critical-path
+    ``step_breakdown``. ``phase``: called with ``"plan"``, ``"execute"`` and ``"summarise"``
+    as each starts (sensitivity records what each phase reads).
     """
     system = system if system is not None else build_system(loaded)
     strategy = lookup(loaded.scenario.strategy.type)
@@ -77,14 +90,19 @@ def run_loaded(
     if section is not None:
         system = samples.derated(loaded, system, section)
     ctx = PlanContext(loaded, system, loaded.strategy)
-    try:
-        plan = strategy.plan(ctx)
-    except NoRouteError as exc:  # a failed link: plan on the intact system, then refuse
-        plan = strategy.plan(PlanContext(loaded, steady, loaded.strategy))
-        plan = samples.infeasible(plan, f"link_derate: {exc}")
+    if plan is None:
+        if phase is not None:
+            phase("plan")
+        try:
+            plan = strategy.plan(ctx)
+        except NoRouteError as exc:  # a failed link: plan on the intact system, then refuse
+            plan = strategy.plan(PlanContext(loaded, steady, loaded.strategy))
+            plan = samples.infeasible(plan, f"link_derate: {exc}")
     cut = samples.cut_off(system, plan) if system is not steady and plan.feasible else None
     if cut is not None:
         plan = samples.infeasible(plan, cut)
+    if phase is not None:
+        phase("execute")
     trace: Trace | None
     if section is not None and plan.feasible:
         result, trace = samples.run_samples(
@@ -96,8 +114,10 @@ def run_loaded(
             if plan.feasible
             else None
         )
+        if phase is not None:
+            phase("summarise")
         result = strategy.summarise(ctx, plan, trace)
-        if trace is not None:
+        if details and trace is not None:
             result = samples.with_step_breakdown(result, plan, trace)
     if baseline and isinstance(result, TrainingResult) and loaded.scenario.baseline is not None:
         try:

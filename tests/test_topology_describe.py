@@ -16,7 +16,7 @@ from simulator.hardware.describe import describe, format_text
 
 CONTRACT_KEYS = {
     "name", "num_chips", "chips", "links", "peak_flops", "sram_bytes", "bisection_GBps",
-    "power_W", "tiles", "streaming_memory",
+    "power_W", "tiles", "streaming_memory", "assumptions", "calibrations",
 }  # fmt: skip
 
 
@@ -106,8 +106,13 @@ def test_describe_is_deterministic_across_processes() -> None:
 
 
 def test_no_float_noise_in_json() -> None:
-    text = json.dumps(describe(load_system("bow-pod64")))
+    d = describe(load_system("bow-pod64"))
+    assumed = d.pop("assumptions")  # values as the files write them (0.2425987), not computed
+    d.pop("calibrations")
+    text = json.dumps(d)
     assert not re.search(r"e-\d|\.\d{7,}", text)  # no 1e-07 or 55.440000000000005
+    prng = next(a for a in assumed if a["name"] == "chip.prng_efficiency")
+    assert (prng["value"], prng["low"], prng["high"]) == (0.2425987, 0.15, 0.5)
 
 
 def test_format_text_small_and_summarised() -> None:

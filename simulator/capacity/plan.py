@@ -144,6 +144,7 @@ class Answer:
     pareto_time_chips: list[dict[str, Any]]
     pareto_time_chips_energy: list[dict[str, Any]]
     not_meeting: list[dict[str, Any]] = field(default_factory=list)
+    band: dict[str, Any] | None = None  # simulator.capacity.band.PlanBand (None: --no-band)
 
     def to_json(self) -> str:
         """One JSON document."""
@@ -264,16 +265,29 @@ def run_plan(
     jobs: int | None = None,
     dask: str | None = None,
     progress: bool = True,
+    band: bool = True,
 ) -> Answer:
-    """Run the candidates as a sweep into ``store`` (reusing its points), then answer."""
+    """Run the candidates as a sweep into ``store`` (reusing its points), then answer; with
+    ``band``, also the answer's band and the assumptions that would change it
+    (:mod:`simulator.capacity.band`)."""
     from simulator.sweep.driver import run_sweep
-    from simulator.sweep.export import records
+    from simulator.sweep.export import curves, records
     from simulator.sweep.store import Store
 
     run_sweep(q.sweep, store, jobs=jobs, dask=dask, progress=progress)
     with Store.open(store, create=False, readonly=True) as s:
         rows = records(s, q.sweep.name)
-    return answer(q, rows)
+        curve = curves(s).get(q.sweep.name)
+    out = answer(q, rows)
+    if band:
+        from simulator.capacity.band import plan_band, thresholds
+
+        found = plan_band(q, store, rows, out, jobs=jobs, dask=dask, progress=progress)
+        if found is not None:
+            best = out.best["key"] if out.best is not None else None
+            thresholds(q, found, rows, best, curve)
+            out.band = found.to_json()
+    return out
 
 
 def format_text(a: Answer) -> str:
@@ -290,6 +304,10 @@ def format_text(a: Answer) -> str:
         lines.append("  answer: no candidate meets the target")
     else:
         lines.append(f"  answer: {_one(a.best)}")
+    if a.band is not None:
+        from simulator.capacity.band import band_lines
+
+        lines += band_lines(a)
     for title, rows in (
         ("meeting the target, ranked", a.meeting),
         ("Pareto front, time against IPUs", a.pareto_time_chips),

@@ -24,6 +24,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from simulator.config import files, paths
+from simulator.config.assumptions import (
+    ASSUMPTIONS_DESCRIPTION,
+    CALIBRATED_DESCRIPTION,
+    Assumptions,
+    Calibrations,
+    check_blocks,
+)
 from simulator.config.base import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -107,6 +114,8 @@ class ScenarioFile(StrictModel):
         description="Noise and faults: compute_cv, slow_chips, link_derate, host_jitter, "
         "samples (docs/variability.md). Absent or all zeros: the steady machine.",
     )
+    assumptions: Assumptions = Field(default_factory=dict, description=ASSUMPTIONS_DESCRIPTION)
+    calibrated: Calibrations = Field(default_factory=dict, description=CALIBRATED_DESCRIPTION)
 
 
 _STRATEGIES: dict[str, type[BaseModel]] = {}
@@ -188,6 +197,7 @@ def _check_not_other_kind(doc: Document) -> None:
 def _from_document(doc: Document, path: Path) -> LoadedScenario:
     _check_not_other_kind(doc)
     scenario = validate(doc, ScenarioFile)
+    check_blocks(doc, ScenarioFile)
     if scenario.name is None:
         scenario = scenario.model_copy(update={"name": path.stem})
     type_name = scenario.strategy.type
@@ -214,6 +224,13 @@ def load_scenario(path: str | Path, overrides: tuple[str, ...] | list[str] = ())
     if overrides:
         doc = override_document(doc, overrides)
     return _from_document(doc, file)
+
+
+def with_overrides(
+    loaded: LoadedScenario, overrides: list[str] | tuple[str, ...]
+) -> LoadedScenario:
+    """``loaded`` with further ``key.path=value`` overrides applied (as ``--set`` would)."""
+    return _from_document(override_document(loaded.document, overrides), loaded.path)
 
 
 #: How a scenario given as a Python mapping is named in messages and results.

@@ -19,6 +19,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from simulator.config.assumptions import (
+    ASSUMPTIONS_DESCRIPTION,
+    CALIBRATED_DESCRIPTION,
+    Assumptions,
+    Calibrations,
+)
 from simulator.config.base import (
     Fraction,
     NonNegativeFloat,
@@ -159,6 +165,8 @@ class ChipFile(StrictModel):
     sparse: SparseChip | None = Field(
         default=None, description="block-sparse matmul constants (absent: no sparse model)"
     )
+    assumptions: Assumptions = Field(default_factory=dict, description=ASSUMPTIONS_DESCRIPTION)
+    calibrated: Calibrations = Field(default_factory=dict, description=CALIBRATED_DESCRIPTION)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,6 +351,8 @@ class SystemFile(StrictModel):
     sync: SyncSection | None = Field(
         default=None, description="syncs beyond one machine; absent: every sync costs the chip's"
     )
+    assumptions: Assumptions = Field(default_factory=dict, description=ASSUMPTIONS_DESCRIPTION)
+    calibrated: Calibrations = Field(default_factory=dict, description=CALIBRATED_DESCRIPTION)
 
     @property
     def chips_per_pod(self) -> int:

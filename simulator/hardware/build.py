@@ -23,6 +23,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from simulator.config import limits, paths
+from simulator.config.assumptions import (
+    AssumptionRecord,
+    CalibrationRecord,
+    check_blocks,
+    records,
+)
 from simulator.config.load import check_kind, render_path, validate
 from simulator.config.topology import (
     PATTERNS,
@@ -124,7 +130,9 @@ def load_chip_type(spec: str | Path, *, relative_to: str | Path | None = None) -
     path = paths.resolve(spec, "chip", relative_to)
     doc = load_document(path)
     check_kind(doc, "chip", required=True)
-    return chip_type_from(validate(doc, ChipFile), path.stem)
+    cf = validate(doc, ChipFile)
+    check_blocks(doc, ChipFile)
+    return chip_type_from(cf, path.stem)
 
 
 # ---- system files -------------------------------------------------------------------------------
@@ -141,6 +149,92 @@ class _Where:
         path = (*self.at, *keys)
         file, line = self.doc.location(path)
         return InputError(message, file=file, line=line, key_path=render_path(path) or None)
+
+
+@dataclass(frozen=True)
+class SystemSource:
+    """The files a system is built from, kept so that variants of it can be built.
+
+    ``data``: the system file's data (an inline mapping completed with ``schema_version`` and
+    ``kind``); ``where``: its document and key path, for errors; ``chip_doc``: the chip file;
+    ``host``: a scenario's overrides of the ``host:`` section. :func:`build_source` builds the
+    System, optionally with other system or chip data (:mod:`simulator.sensitivity` replaces
+    one assumed value at a time).
+    """
+
+    data: Mapping[str, Any]
+    where: _Where
+    name: str
+    chip_doc: Document
+    chip_name: str
+    host: Mapping[str, Any] | None = None
+    host_at: tuple[Document, KeyPath] | None = None
+
+
+def system_source(
+    spec: str | Path | Mapping[str, Any],
+    *,
+    origin: Document | None = None,
+    at: KeyPath = (),
+    relative_to: str | Path | None = None,
+    host: Mapping[str, Any] | None = None,
+    host_at: tuple[Document, KeyPath] | None = None,
+) -> SystemSource:
+    """Find and read the files of the system named by ``spec`` (see :func:`load_system`)."""
+    if isinstance(spec, Mapping):
+        data = {"schema_version": 1, "kind": "system", **spec}
+        doc = origin if origin is not None else Document(data, INLINE_LABEL)
+        where = _Where(doc, at if origin is not None else ())
+        default_name = "inline"
+        base = Path(doc.file) if origin is not None and Path(doc.file).is_file() else None
+    else:
+        path = paths.resolve(spec, "system", relative_to)
+        doc = load_document(path)
+        data, where, default_name, base = doc.data, _Where(doc), path.stem, path
+        check_kind(doc, "system", required=True)
+    _check_pattern(data, where)
+    sf = validate(where.doc, SystemFile, at=where.at, data=data)
+    check_blocks(where.doc, SystemFile, at=where.at, data=data)
+    try:
+        chip_path = paths.resolve(sf.chip, "chip", base)
+        chip_doc = load_document(chip_path)
+        check_kind(chip_doc, "chip", required=True)
+        validate(chip_doc, ChipFile)
+        check_blocks(chip_doc, ChipFile)
+    except InputError as exc:
+        raise _relocate(exc, where, "chip") from None
+    name = sf.name or default_name
+    return SystemSource(data, where, name, chip_doc, chip_path.stem, host, host_at)
+
+
+def build_source(
+    src: SystemSource,
+    *,
+    system_data: Mapping[str, Any] | None = None,
+    chip_data: Mapping[str, Any] | None = None,
+    chip: ChipType | None = None,
+) -> System:
+    """The System of ``src`` (or of ``src`` with its system or chip data replaced).
+
+    ``chip``: the chip type when the caller already built it from the same chip data.
+    """
+    data = system_data if system_data is not None else src.data
+    sf = validate(src.where.doc, SystemFile, at=src.where.at, data=data)
+    if src.host:
+        if sf.host is None:
+            doc, key = src.host_at if src.host_at is not None else (src.where.doc, src.where.at)
+            raise _Where(doc, key).error(
+                f"system '{src.name}' has no hosts to override (its file has no host: section)"
+            )
+        sf = sf.model_copy(update={"host": sf.host.model_copy(update=dict(src.host))})
+    cf = validate(src.chip_doc, ChipFile, data=chip_data)
+    if chip is None:
+        chip = chip_type_from(cf, src.chip_name)
+    chip_data = chip_data if chip_data is not None else src.chip_doc.data
+    chip_blocks = records("chip", chip_data, cf.assumptions, cf.calibrated)
+    system_blocks = records("system", data, sf.assumptions, sf.calibrated)
+    blocks = (chip_blocks[0] + system_blocks[0], chip_blocks[1] + system_blocks[1])
+    return build_system(sf, chip, name=src.name, where=src.where, blocks=blocks)
 
 
 def load_system(
@@ -162,32 +256,10 @@ def load_system(
     inline mappings may omit ``schema_version`` and ``kind``. ``relative_to``: the file a
     relative path was written in. Raises :class:`InputError` for any invalid input.
     """
-    if isinstance(spec, Mapping):
-        data = {"schema_version": 1, "kind": "system", **spec}
-        doc = origin if origin is not None else Document(data, INLINE_LABEL)
-        where = _Where(doc, at if origin is not None else ())
-        default_name = "inline"
-        base = Path(doc.file) if origin is not None and Path(doc.file).is_file() else None
-    else:
-        path = paths.resolve(spec, "system", relative_to)
-        doc = load_document(path)
-        data, where, default_name, base = doc.data, _Where(doc), path.stem, path
-        check_kind(doc, "system", required=True)
-    _check_pattern(data, where)
-    sf = validate(where.doc, SystemFile, at=where.at, data=data)
-    if host:
-        if sf.host is None:
-            doc, key = host_at if host_at is not None else (where.doc, where.at)
-            raise _Where(doc, key).error(
-                f"system '{sf.name or default_name}' has no hosts to override "
-                "(its file has no host: section)"
-            )
-        sf = sf.model_copy(update={"host": sf.host.model_copy(update=dict(host))})
-    try:
-        chip = load_chip_type(sf.chip, relative_to=base)
-    except InputError as exc:
-        raise _relocate(exc, where, "chip") from None
-    return build_system(sf, chip, name=sf.name or default_name, where=where)
+    src = system_source(
+        spec, origin=origin, at=at, relative_to=relative_to, host=host, host_at=host_at
+    )
+    return build_source(src)
 
 
 def _relocate(exc: InputError, where: _Where, *keys: str) -> InputError:
@@ -257,9 +329,17 @@ class _Links:
 
 
 def build_system(
-    sf: SystemFile, chip: ChipType, *, name: str, where: _Where | None = None
+    sf: SystemFile,
+    chip: ChipType,
+    *,
+    name: str,
+    where: _Where | None = None,
+    blocks: tuple[tuple[AssumptionRecord, ...], tuple[CalibrationRecord, ...]] = ((), ()),
 ) -> System:
-    """Generate chips and channels from a validated system file; check what the schema cannot."""
+    """Generate chips and channels from a validated system file; check what the schema cannot.
+
+    ``blocks``: the assumption and calibration records of the files, kept in ``System.info``.
+    """
     where = where or _Where(Document({}, INLINE_LABEL))
     _check_shape(sf, where)
     _check_size(sf, where)  # bounded before anything is generated
@@ -303,6 +383,8 @@ def build_system(
                 "hypothetical": sf.hypothetical,
             }
         ),
+        assumptions=blocks[0],
+        calibrations=blocks[1],
     )
     sync = (
         SyncModel(si(sf.sync, "machine_hop_ns"), si(sf.sync, "gw_packet_ns"))

@@ -15,6 +15,7 @@ from typing import Any
 
 import networkx as nx
 
+from simulator.config.assumptions import AssumptionRecord, CalibrationRecord, format_value
 from simulator.hardware.model import DTYPES, Channel, ChipType
 from simulator.hardware.system import System
 from simulator.present import binary_bytes as _bytes
@@ -117,6 +118,8 @@ def describe(system: System) -> dict[str, Any]:
             "bandwidth_GBps_per_machine": _r(sm.bandwidth_Bps / 1e9),
             "capacity_bytes": round(sm.capacity_bytes * machines),
         },
+        "assumptions": [a.to_json() for a in system.info.assumptions],
+        "calibrations": [c.to_json() for c in system.info.calibrations],
     }
 
 
@@ -182,15 +185,46 @@ def format_text(desc: dict[str, Any], max_links: int = 64) -> str:
         lines.append(f"links: {len(links):,} bundles, summarised by kind (per direction)")
         right = {1, 2, 3, 4, 5}
     lines += ["  " + row for row in table(rows, right)]
+    lines += assumption_lines(desc)
     return "\n".join(lines) + "\n"
+
+
+def assumption_lines(desc: dict[str, Any]) -> list[str]:
+    """The assumptions and calibrations of a description, as text (reasons: ``--json``)."""
+    out: list[str] = []
+    assumed = desc.get("assumptions") or []
+    if assumed:
+        rows = [["assumption", "key", "value", "range"]]
+        for a in assumed:
+            unit = a["unit"]
+            rng = f"{format_value(a['low'])} – {format_value(a['high'], unit)}"
+            note = " (pinned)" if a["pinned"] else ""
+            note += "" if a["in_range"] else " (the value is outside it)"
+            rows.append([a["assumption"], a["name"], format_value(a["value"], unit), rng + note])
+        out += [
+            "",
+            f"assumptions: {len(assumed)} values that are not sourced facts, with their ranges "
+            "(reasons: --json or the file's assumptions: block)",
+        ]
+        out += ["  " + row for row in table(rows, {2})]
+    calibrated = desc.get("calibrations") or []
+    if calibrated:
+        out += ["", "calibrated on measured points:"]
+        out += [f"  {c['name']}: {'; '.join(c['points'])}" for c in calibrated]
+    return out
 
 
 # ---- one chip -----------------------------------------------------------------------------------
 
 
-def describe_chip(ct: ChipType, description: str = "") -> dict[str, Any]:
+def describe_chip(
+    ct: ChipType,
+    description: str = "",
+    blocks: tuple[tuple[AssumptionRecord, ...], tuple[CalibrationRecord, ...]] = ((), ()),
+) -> dict[str, Any]:
     """The ``topology show --json`` document of a chip file (``kind: chip``): its per-chip
-    totals in SI units, rounded like :func:`describe`."""
+    totals in SI units, rounded like :func:`describe`; ``blocks``: its assumptions and
+    calibrations."""
     return {
         "kind": "chip",
         "name": ct.name,
@@ -210,6 +244,8 @@ def describe_chip(ct: ChipType, description: str = "") -> dict[str, Any]:
         "uniform_samples_per_s": round(ct.uniform_samples_per_s()),
         "ipu_links": ct.ipu_links,
         "power_W": _r(ct.power_W, 3),
+        "assumptions": [a.to_json() for a in blocks[0]],
+        "calibrations": [c.to_json() for c in blocks[1]],
     }
 
 
@@ -236,7 +272,7 @@ def format_chip_text(desc: dict[str, Any]) -> str:
         f"PRNG        {_si_prefix(desc['uniform_samples_per_s'], 'samples/s')} (uniform, 32-bit)",
         f"IPU-Links   {desc['ipu_links']}",
         f"power       {desc['power_W']:,.0f} W",
-        "",
-        "A chip, not a system: `ipusim topology list` names the systems built from it.",
     ]
+    lines += assumption_lines(desc)
+    lines += ["", "A chip, not a system: `ipusim topology list` names the systems built from it."]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simulator.config.assumptions import AssumptionRecord, CalibrationRecord
 
 DTYPES = ("fp16", "fp32")
 
@@ -216,9 +220,15 @@ class Hosts:
 
 @dataclass(frozen=True)
 class SystemInfo:
-    """Descriptive facts that are not part of the graph (for ``topology show``)."""
+    """Descriptive facts that are not part of the graph (for ``topology show``).
+
+    ``assumptions`` and ``calibrations``: the ``assumptions:`` / ``calibrated:`` blocks of the
+    system file and its chip file (:mod:`simulator.config.assumptions`), chip first.
+    """
 
     description: str = ""
     power_W: float = 0.0
     machines: int = 0
     extra: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    assumptions: tuple[AssumptionRecord, ...] = ()
+    calibrations: tuple[CalibrationRecord, ...] = ()

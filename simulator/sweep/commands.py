@@ -44,7 +44,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     summary = run_sweep(
         load_sweep(args.file), args.out, jobs=args.jobs, dask=args.dask,
-        progress=not args.no_progress,
+        progress=not args.no_progress, band=args.band,
     )  # fmt: skip
     if args.json:
         sys.stdout.write(json.dumps(asdict(summary), indent=2) + "\n")
@@ -70,6 +70,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     question = load_plan(args.file)
     kwargs: dict[str, Any] = {
         "jobs": args.jobs, "dask": args.dask, "progress": not args.no_progress,
+        "band": not args.no_band,
     }  # fmt: skip
     if args.store:
         answer = run_plan(question, args.store, **kwargs)
@@ -102,6 +103,13 @@ def add_sweep(sub: Any) -> None:
         help="results store (SQLite); created if missing, reused if present",
     )
     _runner_options(p)
+    p.add_argument(
+        "--band",
+        action="store_true",
+        help="store each point with its sensitivity band (every assumption it uses at each end "
+        "of its range, as `ipusim run --sensitivity`): many runs per point; stored apart from "
+        "the plain points",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON document")
     p.set_defaults(func=_cmd_sweep)
 
@@ -142,6 +150,12 @@ def add_plan(sub: Any) -> None:
         "--store",
         metavar="STORE",
         help="results store to reuse and fill (default: a temporary one)",
+    )
+    p.add_argument(
+        "--no-band",
+        action="store_true",
+        help="answer without the band: skip running the answer and its nearest rivals at each "
+        "end of every assumption's range (much faster)",
     )
     _runner_options(p)
     p.add_argument("--json", action="store_true", help="print the answer as one JSON document")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +86,14 @@ class Progress:
             self.bar.close()
 
 
-def prepare(sweep: Sweep) -> Expansion:
+def band_name(name: str) -> str:
+    """The name under which a sweep's points run with their band are stored."""
+    return f"{name}:band"
+
+
+def prepare(sweep: Sweep, band: bool = False) -> Expansion:
     """The points of ``sweep``, checked (no file is written)."""
-    expansion = expand(sweep)
+    expansion = expand(sweep, band)
     if not expansion.points:
         raise InputError(
             f"no points: where: removed all {expansion.combinations} combinations",
@@ -106,15 +111,24 @@ def run_sweep(
     dask: str | None = None,
     progress: bool = True,
     expansion: Expansion | None = None,
+    band: bool = False,
+    indices: set[int] | None = None,
 ) -> Summary:
     """Run every point of ``sweep`` not yet in the store at ``store_path``.
 
-    Invalid input (the sweep, the store file, an unreachable Dask address) raises
-    :class:`InputError` before anything is written.
+    ``band``: run each point with its sensitivity analysis (the result JSON gains
+    ``sensitivity``; these are other points than the plain ones). ``indices``: only the points
+    at these positions of the expansion. Invalid input (the sweep, the store file, an
+    unreachable Dask address) raises :class:`InputError` before anything is written.
     """
     store_path = Path(store_path)
     check_target(store_path)  # before the points are made: a bad --out costs nothing
-    expansion = expansion or prepare(sweep)
+    if band:  # stored as another sweep: NAME:band (docs/sweeps.md)
+        sweep = replace(sweep, name=band_name(sweep.name))
+    expansion = expansion or prepare(sweep, band)
+    if indices is not None:
+        kept = [p for p in expansion.points if p.index in indices]
+        expansion = Expansion(kept, expansion.skipped, expansion.combinations)
     jobs = jobs or default_jobs()
     with dask_target(dask, jobs) as target, Store.open(store_path) as store:
         runner = f"Dask at {target.address}" if target else f"{jobs} local process(es)"
@@ -134,8 +148,12 @@ def run_sweep(
             len(expansion.points),
             len(expansion.points) - len(todo),
         )
+        # a band is many runs: with fewer points than processes, the points run one after
+        # the other here and each spreads its runs over every process
+        inner = jobs if band and len(todo) < jobs and target is None else 1
         tasks = [
-            PointTask(k, str(sweep.base), p.overrides, sweep.baseline) for k, p in todo.items()
+            PointTask(k, str(sweep.base), p.overrides, sweep.baseline, inner if band else 0)
+            for k, p in todo.items()
         ]
         bar = Progress(len(tasks), progress)
 
@@ -162,7 +180,7 @@ def run_sweep(
                 if target is not None:
                     run_dask(tasks, target, done, lost)
                 else:
-                    run_local(tasks, jobs, done, lost)
+                    run_local(tasks, 1 if inner > 1 else jobs, done, lost)
         except KeyboardInterrupt:
             bar.close()
             print(

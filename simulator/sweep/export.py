@@ -6,10 +6,13 @@ One row per (sweep, point), in sweep then point order. Columns: ``sweep``, ``ind
 result JSON (``step_time_s``, ``throughput_samples_per_s`` ...; fields in docs/metrics.md),
 except that ``name`` (every point runs under the base scenario's name) becomes the base name
 with the point's values unless the sweep sets ``name`` itself;
-and, for sweeps with a ``statistics:`` model, ``samples_to_target``, ``steps_to_target``,
+for sweeps with a ``statistics:`` model, ``samples_to_target``, ``steps_to_target``,
 ``time_to_train_s`` and ``energy_to_train_kWh`` (power_W x time_to_train_s / 3.6e6), computed
 at read time so changing the model never invalidates a stored point; sparse runs add
-``sparse_samples_factor`` (or ``statistics_note`` when no ratio applies, TTT left empty).
+``sparse_samples_factor`` (or ``statistics_note`` when no ratio applies, TTT left empty); and for
+points run with their sensitivity band (``ipusim sweep --band``), ``band_low_s``,
+``band_high_s`` (the band of the step time), ``band_top_assumption`` (the assumption that moves
+it most) and, with a statistics model, ``time_to_train_low_s`` and ``time_to_train_high_s``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ def flatten(row: dict[str, Any], curve: Curve | None) -> dict[str, Any]:
     for key, value in result.items():
         if key not in out and not isinstance(value, dict | list):
             out[key] = value
+    sens = result.get("sensitivity")
+    if sens:  # a point run with --band (docs/sweeps.md)
+        out["band_low_s"], out["band_high_s"] = sens["band_s"]
+        out["band_top_assumption"] = sens["assumptions"][0]["name"] if sens["assumptions"] else None
     if curve is not None:
         batch = result.get("global_batch")
         step = result.get("step_time_s")
@@ -58,6 +65,9 @@ def flatten(row: dict[str, Any], curve: Curve | None) -> dict[str, Any]:
         out.update(ttt)
         power, t = row["power_W"], ttt["time_to_train_s"]
         out["energy_to_train_kWh"] = power * t / 3.6e6 if power and t else None
+        if sens and batch:
+            for end, s in zip(("low", "high"), sens["band_s"], strict=True):
+                out[f"time_to_train_{end}_s"] = curve.time_to_train(batch, s)["time_to_train_s"]
     return out
 
 

@@ -138,14 +138,15 @@ def _chip_name(system: Path) -> str | None:
         return None
 
 
-def point_key(data: dict[str, Any], files: dict[str, str], baseline: bool) -> str:
-    """The hash naming a resolved point (module docstring)."""
-    payload = {
-        "ipusim": __version__,
-        "scenario": data,
-        "files": files,
-        "run": {"baseline": baseline, "fast_collectives": True},
-    }
+def point_key(
+    data: dict[str, Any], files: dict[str, str], baseline: bool, band: bool = False
+) -> str:
+    """The hash naming a resolved point (module docstring); a point run with its sensitivity
+    band (``ipusim sweep --band``) is another point."""
+    run: dict[str, Any] = {"baseline": baseline, "fast_collectives": True}
+    if band:
+        run["sensitivity"] = True
+    payload = {"ipusim": __version__, "scenario": data, "files": files, "run": run}
     return hashlib.sha256(canonical(payload).encode()).hexdigest()
 
 
@@ -199,8 +200,9 @@ def base_data(sweep: Sweep) -> dict[str, Any]:
     return data
 
 
-def expand(sweep: Sweep) -> Expansion:
-    """Every point of ``sweep`` in order, with ``where:`` applied and keys hashed."""
+def expand(sweep: Sweep, band: bool = False) -> Expansion:
+    """Every point of ``sweep`` in order, with ``where:`` applied and keys hashed (``band``:
+    the keys of the points run with their sensitivity band)."""
     start = base_data(sweep)
     drop_baseline = not sweep.baseline and "baseline" in load_document(sweep.base).data
     points: list[Point] = []
@@ -224,7 +226,8 @@ def expand(sweep: Sweep) -> Expansion:
         if not all(_evaluate(sweep, w, lookup, values) for w in sweep.where):
             skipped += 1
             continue
-        key = point_key(data, named_files(data, sweep.base, sweep.baseline), sweep.baseline)
+        files = named_files(data, sweep.base, sweep.baseline)
+        key = point_key(data, files, sweep.baseline, band)
         points.append(Point(len(points), values, tuple(overrides), data, key))
     return Expansion(points, skipped, total)
 

@@ -27,6 +27,7 @@ class PointTask:
     base: str
     overrides: tuple[str, ...]
     baseline: bool
+    band: int = 0  # > 0: also the sensitivity band, on this many processes
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,15 @@ def run_point(task: PointTask) -> PointRecord:
     from simulator.errors import InputError
     from simulator.metrics import to_json
 
+    sensitivity = None
     try:
         loaded = load_scenario(Path(task.base), task.overrides)  # exactly `ipusim run --set`
-        outcome = simulate(loaded, task.baseline)
+        if task.band:
+            from simulator.sensitivity.runner import analyse
+
+            outcome, sensitivity = analyse(loaded, jobs=task.band)
+        else:
+            outcome = simulate(loaded, task.baseline)
     except InputError as exc:
         return PointRecord(task.key, "error", f"invalid input: {exc}", None, None, None)
     except Exception as exc:
@@ -94,11 +101,20 @@ def run_point(task: PointTask) -> PointRecord:
         return PointRecord(task.key, "error", f"internal error: {detail}", None, None, None)
     result = outcome.result
     status: Status = "ok" if result.feasible else "infeasible"
+    text = to_json(result)
+    if sensitivity is not None:  # the result JSON gains `sensitivity`, as with `ipusim run`
+        import json
+
+        from simulator.sensitivity.cli import clean
+
+        doc = json.loads(text)
+        doc["sensitivity"] = clean(sensitivity.to_json())
+        text = json.dumps(doc, indent=2) + "\n"
     return PointRecord(
         task.key,
         status,
         result.reason,
-        to_json(result),
+        text,
         outcome.system.num_chips,
         float(outcome.system.info.power_W),
     )

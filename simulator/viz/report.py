@@ -2,7 +2,8 @@
 
 Sections: the summary numbers; the closed-form estimate beside the simulated figure; the
 timeline; utilisation per chip (heatmap of the share of the step by kind); link utilisation
-(heatmap); memory per chip against capacity (stacked bars); the time breakdown per chip.
+(heatmap); memory per chip against capacity (stacked bars); the time breakdown per chip; with
+``--sensitivity``, the tornado of the assumptions (:mod:`simulator.viz.tornado`).
 
 Chips with identical rows (identical replicas, say) are drawn once when there are more than
 ``FULL_CHIPS`` of them, labelled with the chips they stand for, and the page says so.
@@ -328,6 +329,7 @@ def page(outcome: Any, gantt: Gantt | None) -> Page:
     from simulator.viz.commands import summary_line
 
     result = outcome.result
+    sens = getattr(outcome, "sensitivity", None)
     p = Page(f"Report: {result.name}", summary_line(result))
     p.raw(
         "<nav class='note'>"
@@ -342,6 +344,7 @@ def page(outcome: Any, gantt: Gantt | None) -> Page:
                 ("memory", "memory"),
                 ("breakdown", "breakdown"),
                 ("step-breakdown", "critical path"),
+                *((("sensitivity", "sensitivity"),) if sens is not None else ()),
             )
         )
         + "</nav>"
@@ -399,6 +402,10 @@ def page(outcome: Any, gantt: Gantt | None) -> Page:
         if fig is not None:
             p.figure(fig, "memory-figure")
         p.text("SRAM planned per chip by category; the black mark is the chip's capacity.")
+    if sens is not None:
+        from simulator.viz.tornado import add_to
+
+        add_to(p, sens)
     if max(len(bd) if gantt else 0, len(memory)) > FULL_CHIPS:
         p.notes(
             [

@@ -28,6 +28,7 @@ from simulator.hardware.build import load_chip_type
 from simulator.hardware.model import ChipType
 from simulator.workloads.gemm import Gemm, gemm_seconds, plan_gemm
 from simulator.workloads.sparse import Sparsity, plan_spmm, sparse_seconds
+from validation.classes import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "validation" / "popsparse.yaml"
@@ -47,9 +48,25 @@ DENSITIES = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625)
 SPARSE_KEYS = ("amp_efficiency", "vector_efficiency", "dynamic_mac_cycles")
 
 
+def check_record(r: dict[str, Any]) -> None:
+    """A ValueError naming the record if its class and keys do not fit together
+    (validation/classes.py: calibration names what it solves, the others say why)."""
+    rid = r.get("id", "?")
+    if r.get("class") not in CLASSES:
+        raise ValueError(f"{DATA.name}: {rid}: class must be one of {', '.join(CLASSES)}")
+    if (r["class"] == "calibration") != bool(r.get("calibrates")):
+        raise ValueError(f"{DATA.name}: {rid}: a calibration point names what it calibrates")
+    if (r["class"] != "calibration") != bool(r.get("why")):
+        raise ValueError(f"{DATA.name}: {rid}: a consistency or prediction point says why")
+
+
 @functools.cache
 def data() -> dict[str, Any]:
-    return dict(yaml.safe_load(DATA.read_text(encoding="utf-8")))
+    """The data file, every record checked (:func:`check_record`)."""
+    d = dict(yaml.safe_load(DATA.read_text(encoding="utf-8")))
+    for r in d["records"]:
+        check_record(r)
+    return d
 
 
 @dataclass(frozen=True)
@@ -131,19 +148,21 @@ def calibrate() -> dict[str, float]:
 
 
 def markdown(outcomes: list[Outcome] | None = None) -> str:
-    """The calibration table (docs/strategies/sparsity.md)."""
+    """The table of every point (docs/strategies/sparsity.md): its class and what it solves or
+    why it is not a calibration point."""
     outcomes = outcomes if outcomes is not None else evaluate()
     lines = [
-        "| point | dtype | mode | block | measured | model | error | solves |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "| point | dtype | mode | block | measured | model | error | class | solves / why |",
+        "|---|---|---|---:|---:|---:|---:|---|---|",
     ]
     for o in outcomes:
         r = o.record
         unit = "×" if r["unit"] == "x" else " TFLOP/s"
-        solves = ", ".join(f"`{c}`" for c in r["calibrates"]) or "— (same run as the speedup)"
+        solves = ", ".join(f"`{c}`" for c in r.get("calibrates", ())) or r["why"]
         lines.append(
             f"| {r['quantity']} | {r['dtype']} | {r['mode']} | {r['block'] or '—'} | "
-            f"{r['value']:g}{unit} | {o.model:.3g}{unit} | {o.error:+.1%} | {solves} |"
+            f"{r['value']:g}{unit} | {o.model:.3g}{unit} | {o.error:+.1%} | {r['class']} | "
+            f"{solves} |"
         )
     worst = max(abs(o.error) for o in outcomes)
     lines += ["", f"Largest error {worst:.1%} (tolerance 15 %, the dense point 2 %)."]
@@ -200,7 +219,7 @@ def predictions(ct: ChipType | None = None) -> str:
     lines += [
         "",
         "Crossover: the sparsity from which the sparse kernel beats the dense one (every sparser",
-        "pattern is faster; \"never\" = not even at 1/1024 density):",
+        'pattern is faster; "never" = not even at 1/1024 density):',
         "",
         "| shape | dtype | mode | b = 1 | b = 4 | b = 8 | b = 16 |",
         "|---|---|---|---:|---:|---:|---:|",

@@ -28,7 +28,8 @@ from simulator.workloads.sparse import (
     plan_spmm,
     sparse_seconds,
 )
-from validation.popsparse import BEGIN, DOC, END, check_record, data, evaluate, markdown
+from validation.classes import check_classed
+from validation.popsparse import BEGIN, DOC, END, data, evaluate, markdown
 
 BOW = load_chip_type("bow")
 M = K = 4096
@@ -69,11 +70,15 @@ def test_every_point_names_what_it_calibrates() -> None:
 def test_a_point_must_fit_its_class() -> None:
     """A consistency point without `why`, or one that names what it calibrates, is an error."""
     with pytest.raises(ValueError, match="pt-7"):
-        check_record({"id": "pt-7", "class": "consistency"})
+        check_classed({"id": "pt-7", "class": "consistency"}, "class", "popsparse.yaml")
     with pytest.raises(ValueError, match="pt-7"):
-        check_record({"id": "pt-7", "class": "consistency", "why": "w", "calibrates": ["k"]})
+        check_classed(
+            {"id": "pt-7", "class": "consistency", "why": "w", "calibrates": ["k"]},
+            "class",
+            "popsparse.yaml",
+        )
     with pytest.raises(ValueError, match="pt-7"):
-        check_record({"id": "pt-7", "class": "validation"})
+        check_classed({"id": "pt-7", "class": "validation"}, "class", "popsparse.yaml")
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "fp32"])

@@ -16,9 +16,36 @@ Only predictions measure how well ipusim predicts; docs/validation.md reports th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 CLASSES = ("calibration", "consistency", "prediction")
+
+
+def check_classed(record: Mapping[str, Any], key: str, source: str) -> None:
+    """A ValueError naming ``source`` and the record unless its class (under ``key``) is one of
+    :data:`CLASSES`, a calibration record names what it calibrates (``calibrates``) and only it
+    does, and every other record says why (``why``)."""
+    rid = record.get("id", "?")
+    kind = record.get(key)
+    if kind not in CLASSES:
+        raise ValueError(f"{source}: {rid}: {key} must be one of {', '.join(CLASSES)}")
+    if (kind == "calibration") != bool(record.get("calibrates")):
+        raise ValueError(f"{source}: {rid}: a calibration record names what it calibrates")
+    if (kind != "calibration") != bool(record.get("why")):
+        raise ValueError(f"{source}: {rid}: a consistency or prediction record says why")
+
+
+def load_classed(path: Path, key: str) -> dict[str, Any]:
+    """A data file whose ``records`` are classed under ``key``, every record checked
+    (:func:`check_classed`)."""
+    data = dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+    for record in data["records"]:
+        check_classed(record, key, path.name)
+    return data
 
 
 def mean_abs(errors: Sequence[float]) -> float:

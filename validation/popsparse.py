@@ -22,13 +22,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from simulator.hardware.build import load_chip_type
 from simulator.hardware.model import ChipType
 from simulator.workloads.gemm import Gemm, gemm_seconds, plan_gemm
 from simulator.workloads.sparse import Sparsity, plan_spmm, sparse_seconds
-from validation.classes import CLASSES
+from validation.classes import load_classed
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "validation" / "popsparse.yaml"
@@ -48,25 +46,10 @@ DENSITIES = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625)
 SPARSE_KEYS = ("amp_efficiency", "vector_efficiency", "dynamic_mac_cycles")
 
 
-def check_record(r: dict[str, Any]) -> None:
-    """A ValueError naming the record if its class and keys do not fit together
-    (validation/classes.py: calibration names what it solves, the others say why)."""
-    rid = r.get("id", "?")
-    if r.get("class") not in CLASSES:
-        raise ValueError(f"{DATA.name}: {rid}: class must be one of {', '.join(CLASSES)}")
-    if (r["class"] == "calibration") != bool(r.get("calibrates")):
-        raise ValueError(f"{DATA.name}: {rid}: a calibration point names what it calibrates")
-    if (r["class"] != "calibration") != bool(r.get("why")):
-        raise ValueError(f"{DATA.name}: {rid}: a consistency or prediction point says why")
-
-
 @functools.cache
 def data() -> dict[str, Any]:
-    """The data file, every record checked (:func:`check_record`)."""
-    d = dict(yaml.safe_load(DATA.read_text(encoding="utf-8")))
-    for r in d["records"]:
-        check_record(r)
-    return d
+    """The data file, every record's class checked (validation/classes.py)."""
+    return load_classed(DATA, "class")
 
 
 @dataclass(frozen=True)

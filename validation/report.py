@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from validation.classes import CLASSES, prediction_summary
@@ -168,20 +168,36 @@ def replace_block(doc: str, block: str, begin: str = BEGIN, end_marker: str = EN
     return doc[:start] + block + doc[end + len(end_marker) :]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the tables, or write them into docs/validation.md with ``--write``."""
-    parser = argparse.ArgumentParser(prog="python -m validation.report", description=__doc__)
+def write_or_print(
+    prog: str,
+    description: str | None,
+    blocks: Callable[[], list[tuple[str, str, str]]],
+    argv: list[str] | None = None,
+) -> int:
+    """The command line of a docs/validation.md generator: print the ``(block, begin, end)``
+    triples ``blocks`` makes, or with ``--write`` put each between its markers."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
     args = parser.parse_args(argv)
-    block = markdown()
-    predictions = predictions_markdown()
+    made = blocks()
     if args.write:
-        doc = replace_block(DOC.read_text(encoding="utf-8"), block)
-        doc = replace_block(doc, predictions, BEGIN_PRED, END_PRED)
+        doc = DOC.read_text(encoding="utf-8")
+        for block, begin, end in made:
+            doc = replace_block(doc, block, begin, end)
         DOC.write_text(doc, encoding="utf-8")
     else:
-        sys.stdout.write(block + "\n\n" + predictions + "\n")
+        sys.stdout.write("\n\n".join(block for block, _, _ in made) + "\n")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the tables, or write them into docs/validation.md with ``--write``."""
+    return write_or_print(
+        "python -m validation.report",
+        __doc__,
+        lambda: [(markdown(), BEGIN, END), (predictions_markdown(), BEGIN_PRED, END_PRED)],
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The three classes of a published number, and the one-line summary of prediction errors.
+"""The three classes of a published number: the check of a classed record, and the one-line
+summary of prediction errors.
 
 Every record under validation/ that is compared with a measurement is one of (issue 11):
 

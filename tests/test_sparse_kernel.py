@@ -28,6 +28,7 @@ from simulator.workloads.sparse import (
     plan_spmm,
     sparse_seconds,
 )
+from validation.classes import check_classed
 from validation.popsparse import BEGIN, DOC, END, data, evaluate, markdown
 
 BOW = load_chip_type("bow")
@@ -56,9 +57,28 @@ def test_docs_table_is_current() -> None:
 
 
 def test_every_point_names_what_it_calibrates() -> None:
+    """The dense point and the twelve speedups calibrate; the eight TFLOP/s figures repeat the
+    speedup runs (consistency) and say so."""
     speedups = [r for r in data()["records"] if r["unit"] == "x"]
     assert len(speedups) == 12
-    assert all(r["calibrates"] for r in speedups)
+    assert all(r["class"] == "calibration" and r["calibrates"] for r in speedups)
+    tflops = [r for r in data()["records"] if r["unit"] == "TFLOPS" and r["mode"] != "dense"]
+    assert len(tflops) == 8
+    assert all(r["class"] == "consistency" and "calibrates" not in r for r in tflops)
+
+
+def test_a_point_must_fit_its_class() -> None:
+    """A consistency point without `why`, or one that names what it calibrates, is an error."""
+    with pytest.raises(ValueError, match="pt-7"):
+        check_classed({"id": "pt-7", "class": "consistency"}, "class", "popsparse.yaml")
+    with pytest.raises(ValueError, match="pt-7"):
+        check_classed(
+            {"id": "pt-7", "class": "consistency", "why": "w", "calibrates": ["k"]},
+            "class",
+            "popsparse.yaml",
+        )
+    with pytest.raises(ValueError, match="pt-7"):
+        check_classed({"id": "pt-7", "class": "validation"}, "class", "popsparse.yaml")
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "fp32"])

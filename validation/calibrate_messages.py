@@ -79,17 +79,21 @@ def chip_with(ct: ChipType, values: dict[str, float]) -> ChipType:
     return replace(ct, messages=replace(ct.messages, **msg), **changed)
 
 
-def mk1_with(values: dict[str, float]) -> System:
-    """The Mk1 16-IPU server built with a GC2 whose ``values`` are replaced."""
+def mk1_with(values: dict[str, float], base: ChipType | None = None) -> System:
+    """The Mk1 16-IPU server built with a GC2 (``base``, default the shipped one) whose
+    ``values`` are replaced."""
     path = paths.resolve("mk1-server16", "system")
     sf = validate(load_document(path), SystemFile)
-    return build_system(sf, chip_with(load_chip_type("gc2"), values), name="mk1-server16")
+    chip = chip_with(base or load_chip_type("gc2"), values)
+    return build_system(sf, chip, name="mk1-server16")
 
 
-def time_us(values: dict[str, float], scenario: str, *overrides: str) -> float:
+def time_us(
+    values: dict[str, float], scenario: str, *overrides: str, base: ChipType | None = None
+) -> float:
     """``time_s`` of a comm scenario on the modified server, in µs."""
     loaded = load_scenario(ROOT / scenario, list(overrides))
-    outcome = run_loaded(loaded, system=mk1_with(values), baseline=False)
+    outcome = run_loaded(loaded, system=mk1_with(values, base), baseline=False)
     return float(outcome.result.time_s) * 1e6
 
 
@@ -106,9 +110,9 @@ def bisect(f: Callable[[float], float], target: float, low: float, high: float) 
     return 0.5 * (low + high)
 
 
-def current() -> dict[str, float]:
-    """The five values as gc2.yaml has them now."""
-    ct = load_chip_type("gc2")
+def current(base: ChipType | None = None) -> dict[str, float]:
+    """The five values as gc2.yaml (or ``base``) has them now."""
+    ct = base or load_chip_type("gc2")
     return {
         "exchange_latency_ns": ct.exchange_latency_s * 1e9,
         "link_egress_latency_ns": ct.link_egress_latency_s * 1e9,
@@ -118,32 +122,33 @@ def current() -> dict[str, float]:
     }
 
 
-def solve() -> dict[str, float]:
-    """Solve the five values in order (see the module docstring)."""
-    v = current()
+def solve(base: ChipType | None = None) -> dict[str, float]:
+    """Solve the five values in order (see the module docstring), on the shipped GC2 or on
+    ``base`` (a GC2 with other assumptions: validation/jia19_sensitivity.py)."""
+    v = current(base)
     # 1. exchange latency: linear in the value
-    v["exchange_latency_ns"] += (TABLE_4_1_A_US - time_us(v, LATENCY_A)) * 1e3
+    v["exchange_latency_ns"] += (TABLE_4_1_A_US - time_us(v, LATENCY_A, base=base)) * 1e3
     # 2. egress latency: linear in the value
-    v["link_egress_latency_ns"] += (TABLE_4_1_C_US - time_us(v, LATENCY_C)) * 1e3
+    v["link_egress_latency_ns"] += (TABLE_4_1_C_US - time_us(v, LATENCY_C, base=base)) * 1e3
     # 3. spread: t_n = t0_n + s * g_n; least squares of (t_n / y_n - 1)
     zero = {**v, "latency_spread_cycles": 0.0}
     one = {**v, "latency_spread_cycles": 1.0}
     num = den = 0.0
     for n, y in TABLE_4_3_ONCHIP.items():
-        t0 = time_us(zero, ONCHIP, f"strategy.tiles_per_chip={n}")
-        g = time_us(one, ONCHIP, f"strategy.tiles_per_chip={n}") - t0
+        t0 = time_us(zero, ONCHIP, f"strategy.tiles_per_chip={n}", base=base)
+        g = time_us(one, ONCHIP, f"strategy.tiles_per_chip={n}", base=base) - t0
         num += (g / y) * (1 - t0 / y)
         den += (g / y) ** 2
     v["latency_spread_cycles"] = num / den if den > 0 else 0.0
     # 4. off-chip message engine on (c), 5. relay engine on (d)
     v["offchip_cycles"] = bisect(
-        lambda x: time_us({**v, "offchip_cycles": x}, MONO, "strategy.chips=[0, 2]"),
+        lambda x: time_us({**v, "offchip_cycles": x}, MONO, "strategy.chips=[0, 2]", base=base),
         TABLE_4_3_C_US,
         0.0,
         50.0,
     )
     v["relay_cycles"] = bisect(
-        lambda x: time_us({**v, "relay_cycles": x}, MONO, "strategy.chips=[0, 3]"),
+        lambda x: time_us({**v, "relay_cycles": x}, MONO, "strategy.chips=[0, 3]", base=base),
         TABLE_4_3_D_US,
         0.0,
         50.0,

@@ -1,8 +1,9 @@
 """The Jia19 Mk1 microbenchmarks as data, and the model's prediction for each.
 
 ``validation/jia19.yaml`` holds every published number (value, unit, conditions, source) with
-the scenario that reproduces it and how it is judged. :func:`load_records` reads it strictly;
-:func:`evaluate` runs a record's scenario and compares. The test
+the scenario that reproduces it, its class (calibration, consistency or prediction:
+validation/classes.py; or not modelled) and how it is judged. :func:`load_records` reads it
+strictly; :func:`evaluate` runs a record's scenario and compares. The test
 (tests/test_validation_jia19.py) asserts each record; :mod:`validation.report` prints the
 tables of docs/validation.md from the same data.
 """
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "validation" / "jia19.yaml"
 PREDICTIONS = ROOT / "validation" / "jia19_predictions.yaml"
 
-Kind = Literal["calibration", "validation", "not_modelled"]
+Kind = Literal["calibration", "consistency", "prediction", "not_modelled"]
 Field_ = Literal["time_s", "bandwidth_GBps"]
 
 # Size of one published unit in the compared field's unit (time_s: seconds; bandwidth: GB/s).
@@ -54,8 +55,16 @@ class Record(StrictModel):
     )
     unit: str
     conditions: str
-    kind: Kind
+    kind: Kind = Field(
+        description="calibration (set a YAML value), consistency (the model's figure repeats or "
+        "combines calibrated values), prediction (a mechanism they do not fix), not_modelled."
+    )
     calibrates: str | None = Field(None, description="The YAML value this number set.")
+    why: str | None = Field(
+        None,
+        description="Consistency: the calibrated values the figure repeats, multiplies or sums; "
+        "prediction: the mechanism that makes it one.",
+    )
     scenario: str | None = Field(None, description="Scenario path from the repository root.")
     set: list[str] = Field(default_factory=list, description="--set overrides.")
     minus: Minus | None = None
@@ -74,8 +83,10 @@ class Record(StrictModel):
         if self.kind == "not_modelled":
             if self.reason is None:
                 raise ValueError(f"{self.id}: a not_modelled record needs a reason")
-            if self.scenario is not None or self.compare is not None:
-                raise ValueError(f"{self.id}: a not_modelled record has no scenario or compare")
+            if self.scenario is not None or self.compare is not None or self.why is not None:
+                raise ValueError(
+                    f"{self.id}: a not_modelled record has no scenario, compare or why"
+                )
             return self
         if self.scenario is None or self.compare is None or self.tolerance is None:
             raise ValueError(f"{self.id}: needs scenario, compare and tolerance")
@@ -88,8 +99,14 @@ class Record(StrictModel):
                 f"{self.id}: unit {self.unit!r} does not fit {self.compare} "
                 f"(choose one of {sorted(UNIT_SIZE[self.compare])})"
             )
-        if self.kind == "calibration" and self.calibrates is None:
-            raise ValueError(f"{self.id}: a calibration record names what it calibrates")
+        if (self.kind == "calibration") != (self.calibrates is not None):
+            raise ValueError(
+                f"{self.id}: a calibration record names what it calibrates, and only it does"
+            )
+        if (self.kind in ("consistency", "prediction")) != (self.why is not None):
+            raise ValueError(
+                f"{self.id}: a consistency or prediction record says why (`why`), and only it does"
+            )
         if self.expected_to_miss:
             if self.reason is None or self.miss_bound is None:
                 raise ValueError(f"{self.id}: an expected miss needs a reason and a miss_bound")

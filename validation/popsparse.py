@@ -22,12 +22,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from simulator.hardware.build import load_chip_type
 from simulator.hardware.model import ChipType
 from simulator.workloads.gemm import Gemm, gemm_seconds, plan_gemm
 from simulator.workloads.sparse import Sparsity, plan_spmm, sparse_seconds
+from validation.classes import load_classed
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "validation" / "popsparse.yaml"
@@ -49,7 +48,8 @@ SPARSE_KEYS = ("amp_efficiency", "vector_efficiency", "dynamic_mac_cycles")
 
 @functools.cache
 def data() -> dict[str, Any]:
-    return dict(yaml.safe_load(DATA.read_text(encoding="utf-8")))
+    """The data file, every record's class checked (validation/classes.py)."""
+    return load_classed(DATA, "class")
 
 
 @dataclass(frozen=True)
@@ -131,19 +131,21 @@ def calibrate() -> dict[str, float]:
 
 
 def markdown(outcomes: list[Outcome] | None = None) -> str:
-    """The calibration table (docs/strategies/sparsity.md)."""
+    """The table of every point (docs/strategies/sparsity.md): its class and what it solves or
+    why it is not a calibration point."""
     outcomes = outcomes if outcomes is not None else evaluate()
     lines = [
-        "| point | dtype | mode | block | measured | model | error | solves |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "| point | dtype | mode | block | measured | model | error | class | solves / why |",
+        "|---|---|---|---:|---:|---:|---:|---|---|",
     ]
     for o in outcomes:
         r = o.record
         unit = "×" if r["unit"] == "x" else " TFLOP/s"
-        solves = ", ".join(f"`{c}`" for c in r["calibrates"]) or "— (same run as the speedup)"
+        solves = ", ".join(f"`{c}`" for c in r.get("calibrates", ())) or r["why"]
         lines.append(
             f"| {r['quantity']} | {r['dtype']} | {r['mode']} | {r['block'] or '—'} | "
-            f"{r['value']:g}{unit} | {o.model:.3g}{unit} | {o.error:+.1%} | {solves} |"
+            f"{r['value']:g}{unit} | {o.model:.3g}{unit} | {o.error:+.1%} | {r['class']} | "
+            f"{solves} |"
         )
     worst = max(abs(o.error) for o in outcomes)
     lines += ["", f"Largest error {worst:.1%} (tolerance 15 %, the dense point 2 %)."]
@@ -200,7 +202,7 @@ def predictions(ct: ChipType | None = None) -> str:
     lines += [
         "",
         "Crossover: the sparsity from which the sparse kernel beats the dense one (every sparser",
-        "pattern is faster; \"never\" = not even at 1/1024 density):",
+        'pattern is faster; "never" = not even at 1/1024 density):',
         "",
         "| shape | dtype | mode | b = 1 | b = 4 | b = 8 | b = 16 |",
         "|---|---|---|---:|---:|---:|---:|",

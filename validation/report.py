@@ -1,17 +1,20 @@
-"""Markdown tables of the Jia19 validation, from validation/jia19.yaml and fresh runs.
+"""Markdown tables of the Jia19 communication records, from validation/jia19.yaml and fresh runs.
 
-``python -m validation.report`` prints the tables; ``--write`` replaces the generated block of
-docs/validation.md (between the BEGIN/END markers) and leaves the hand-written text alone.
-Run from the repository root.
+One table per class (calibration, consistency, prediction; validation/classes.py), the records no
+scenario can express, a one-line summary of the prediction errors, and the predictions of the
+withheld cases (validation/jia19_predictions.yaml). ``python -m validation.report`` prints them;
+``--write`` replaces the generated blocks of docs/validation.md (between the BEGIN/END markers)
+and leaves the hand-written text alone. Run from the repository root.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from validation.classes import CLASSES, prediction_summary
 from validation.jia19 import (
     ROOT,
     Check,
@@ -53,33 +56,28 @@ def _row(cells: Iterable[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def compared_table(checks: list[Check], calibration: bool) -> list[str]:
-    """One table of calibration or validation points: published, predicted, error, verdict."""
-    head = ["id", "ref", "quantity", "published", "predicted", "error", "tolerance", "result"]
-    head.append("calibrates" if calibration else "scenario")
-    lines = [_row(head), _row(["---"] * 3 + ["---:"] * 4 + ["---"] * 2)]
+TABLE_TITLES = {
+    "calibration": "Calibration points",
+    "consistency": "Consistency points",
+    "prediction": "Predictions",
+}
+
+
+def compared_table(checks: list[Check], kind: str) -> list[str]:
+    """One table of one class: published, the model's figure, error, verdict and, by class,
+    what it calibrates, why it is consistency (with its scenario) or its scenario."""
+    head = ["id", "ref", "quantity", "published", "model", "error", "tolerance", "result"]
+    head += ["calibrates"] if kind == "calibration" else ["why", "scenario"]
+    lines = [_row(head), _row(["---"] * 3 + ["---:"] * 4 + ["---"] * (len(head) - 7))]
     for c in checks:
         r = c.record
         assert r.tolerance is not None
         tol = f"±{r.tolerance:.0%}"
         if r.expected_to_miss:
             tol += f" (guard ±{r.miss_bound:.0%})"
-        last = (r.calibrates or "") if calibration else _setting(r)
-        lines.append(
-            _row(
-                [
-                    r.id,
-                    r.ref,
-                    r.quantity,
-                    _published(r),
-                    f"{c.predicted:.4g} {r.unit}",
-                    f"{c.error:+.1%}",
-                    tol,
-                    c.status,
-                    last,
-                ]
-            )
-        )
+        last = [r.calibrates or ""] if kind == "calibration" else [r.why or "", _setting(r)]
+        cells = [r.id, r.ref, r.quantity, _published(r), f"{c.predicted:.4g} {r.unit}"]
+        lines.append(_row([*cells, f"{c.error:+.1%}", tol, c.status, *last]))
     return lines
 
 
@@ -92,38 +90,44 @@ def not_modelled_tables(records: list[Record]) -> list[str]:
     lines: list[str] = []
     for reason, rs in groups.items():
         lines += [f"*Why not modelled:* {reason}.", ""]
-        lines += [_row(["id", "ref", "quantity", "published", "conditions", "calibrates"])]
-        lines += [_row(["---"] * 6)]
+        lines += [_row(["id", "ref", "quantity", "published", "conditions"])]
+        lines += [_row(["---"] * 5)]
         for r in rs:
-            lines.append(
-                _row([r.id, r.ref, r.quantity, _published(r), r.conditions, r.calibrates or ""])
-            )
+            lines.append(_row([r.id, r.ref, r.quantity, _published(r), r.conditions]))
         lines.append("")
     return lines
 
 
 def summary(checks: list[Check]) -> str:
-    """One sentence: how many points of each kind met their tolerance."""
+    """How many points of each class met their tolerance, then the predictions' errors."""
     out = []
-    for kind in ("calibration", "validation"):
+    for kind in CLASSES:
         cs = [c for c in checks if c.record.kind == kind]
+        if not cs:
+            continue
         ok = sum(c.within_tolerance for c in cs)
         misses = sum(c.status == "expected miss" for c in cs)
         text = f"{ok} of {len(cs)} {kind} points within tolerance"
         if misses:
-            text += f" ({misses} known misses, each explained below)"
+            text += f" ({misses} known miss{'es' if misses > 1 else ''}, explained below)"
         out.append(text)
-    return "; ".join(out) + "."
+    preds = [c for c in checks if c.record.kind == "prediction"]
+    line = prediction_summary([c.error for c in preds], [c.within_tolerance for c in preds])
+    return "; ".join(out) + ".\n\n" + line
 
 
 def markdown(records: list[Record] | None = None) -> str:
-    """The generated block: summary, calibration, validation and not-modelled tables."""
+    """The generated block: summary, one table per class, and the not-modelled tables."""
     records = load_records() if records is None else records
     checks = [evaluate(r) for r in records if r.kind != "not_modelled"]
-    lines = [BEGIN, "", summary(checks), "", "### Calibration points", ""]
-    lines += compared_table([c for c in checks if c.record.kind == "calibration"], True)
-    lines += ["", "### Validation points", ""]
-    lines += compared_table([c for c in checks if c.record.kind == "validation"], False)
+    lines = [BEGIN, "", summary(checks)]
+    for kind in CLASSES:
+        mine = [c for c in checks if c.record.kind == kind]
+        lines += ["", f"### {TABLE_TITLES[kind]}", ""]
+        if mine:
+            lines += compared_table(mine, kind)
+        else:
+            lines.append(f"None: no {kind} record in validation/jia19.yaml.")
     lines += ["", "### Not modelled", ""]
     lines += not_modelled_tables([r for r in records if r.kind == "not_modelled"])
     lines.append(END)
@@ -164,20 +168,36 @@ def replace_block(doc: str, block: str, begin: str = BEGIN, end_marker: str = EN
     return doc[:start] + block + doc[end + len(end_marker) :]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the tables, or write them into docs/validation.md with ``--write``."""
-    parser = argparse.ArgumentParser(prog="python -m validation.report", description=__doc__)
+def write_or_print(
+    prog: str,
+    description: str | None,
+    blocks: Callable[[], list[tuple[str, str, str]]],
+    argv: list[str] | None = None,
+) -> int:
+    """The command line of a docs/validation.md generator: print the ``(block, begin, end)``
+    triples ``blocks`` makes, or with ``--write`` put each between its markers."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
     args = parser.parse_args(argv)
-    block = markdown()
-    predictions = predictions_markdown()
+    made = blocks()
     if args.write:
-        doc = replace_block(DOC.read_text(encoding="utf-8"), block)
-        doc = replace_block(doc, predictions, BEGIN_PRED, END_PRED)
+        doc = DOC.read_text(encoding="utf-8")
+        for block, begin, end in made:
+            doc = replace_block(doc, block, begin, end)
         DOC.write_text(doc, encoding="utf-8")
     else:
-        sys.stdout.write(block + "\n\n" + predictions + "\n")
+        sys.stdout.write("\n\n".join(block for block, _, _ in made) + "\n")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the tables, or write them into docs/validation.md with ``--write``."""
+    return write_or_print(
+        "python -m validation.report",
+        __doc__,
+        lambda: [(markdown(), BEGIN, END), (predictions_markdown(), BEGIN_PRED, END_PRED)],
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from simulator.engine.tasks import Collective, Task, chips_of
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class GraphError(ValueError):
@@ -49,6 +51,8 @@ class TaskGraph:
 
     def to_networkx(self) -> nx.DiGraph:
         """The graph as networkx (edges dep -> task), for analysis and critical paths."""
+        import networkx as nx
+
         g = nx.DiGraph()
         g.add_nodes_from(range(len(self._nodes)))
         for n in self._nodes:
@@ -87,6 +91,8 @@ class TaskGraph:
                     f"which is not in its group {list(task.group)}"
                 )
         if any(d >= n.id for n in self._nodes for d in n.deps):
+            import networkx as nx
+
             g = self.to_networkx()
             try:
                 cycle = nx.find_cycle(g)

@@ -23,6 +23,7 @@ from simulator.errors import InputError
 from simulator.hardware.build import load_system
 from simulator.hardware.system import System
 from simulator.metrics import Result, TrainingResult, with_baseline
+from simulator.runcache import RunCache
 from simulator.strategy import Plan, PlanContext, lookup
 
 
@@ -64,16 +65,27 @@ def run_loaded(
     fast_collectives: bool = True,
     baseline: bool = True,
     system: System | None = None,
+    cache: RunCache | None = None,
 ) -> Outcome:
     """Plan and simulate an already loaded scenario (and its baseline, for the speedup).
 
-    ``system``: the scenario's System when the caller already has it (sweeps keep one per
-    process); built from the scenario otherwise.
+    ``system``: the scenario's System when the caller already has it; built from the scenario
+    otherwise. ``cache``: a :class:`~simulator.runcache.RunCache` shared by many runs, which
+    reuses the systems and plans (and, if it keeps results, whole runs such as a baseline
+    many runs share) that earlier runs built from the same inputs.
     """
-    system = system if system is not None else build_system(loaded)
+    if cache is not None:
+        done = cache.outcome(loaded, system, fast_collectives, baseline)
+        if done is not None:
+            return done
+    if system is None:
+        system = cache.system(loaded, build_system) if cache is not None else build_system(loaded)
     strategy = lookup(loaded.scenario.strategy.type)
     ctx = PlanContext(loaded, system, loaded.strategy)
-    plan = strategy.plan(ctx)
+    if cache is not None:
+        plan = cache.plan(loaded, system, lambda: strategy.plan(ctx))
+    else:
+        plan = strategy.plan(ctx)
     trace = (
         execute(system, plan.graph, fast_collectives=fast_collectives) if plan.feasible else None
     )
@@ -89,7 +101,7 @@ def run_loaded(
         try:
             base = load_baseline(loaded)
             base_result = (
-                run_loaded(base, fast_collectives=fast_collectives, baseline=False)
+                run_loaded(base, fast_collectives=fast_collectives, baseline=False, cache=cache)
                 if base is not None
                 else None
             )
@@ -99,7 +111,10 @@ def run_loaded(
             ) from None
         if base_result is not None and isinstance(base_result.result, TrainingResult):
             result = with_baseline(result, base_result.result)
-    return Outcome(result, plan, trace, system, ctx)
+    outcome = Outcome(result, plan, trace, system, ctx)
+    if cache is not None:
+        cache.keep(loaded, fast_collectives, baseline, outcome)
+    return outcome
 
 
 def run_scenario(

@@ -62,7 +62,9 @@ def test_rates_equal_the_plain_algorithm_bit_for_bit(problem) -> None:
     inc_res = np.array([r for p in paths for r in p], dtype=np.int64)
     inc_w = np.array([w for ws in weights for w in ws])
     args = (inc_flow, inc_res, len(paths), np.asarray(capacity), np.asarray(caps, float), inc_w)
-    assert maxmin.maxmin_rates(*args).tolist() == reference.maxmin_rates(*args).tolist()
+    want = reference.maxmin_rates(*args).tolist()
+    assert maxmin.maxmin_rates(*args).tolist() == want
+    assert maxmin.small_rates(paths, weights, list(caps), list(capacity)) == want
 
 
 @EXACT

@@ -147,6 +147,14 @@ class Executor:
     def acquire(self, chips: tuple[int, ...], then: Callable[[], None], rng: bool = False) -> None:
         """Call ``then`` once every chip (or RNG unit) in ``chips`` is held, taken in id order."""
         busy, waiting = (self._rng_busy, self._rng_waiting) if rng else (self._busy, self._waiting)
+        if len(chips) == 1:  # the common case: one chip, held at once or handed over when freed
+            c = chips[0]
+            if busy[c]:
+                waiting[c].append(then)
+            else:
+                busy[c] = True
+                then()
+            return
         order = sorted(set(chips))
 
         def take(i: int) -> None:
@@ -167,7 +175,7 @@ class Executor:
 
     def free(self, chips: tuple[int, ...], rng: bool = False) -> None:
         busy, waiting = (self._rng_busy, self._rng_waiting) if rng else (self._busy, self._waiting)
-        for c in sorted(set(chips)):
+        for c in chips if len(chips) == 1 else sorted(set(chips)):
             if waiting[c]:
                 waiting[c].popleft()()
             else:

@@ -31,12 +31,14 @@ import numpy as np
 import simpy
 from simpy.events import EventPriority
 
-from simulator.engine.maxmin import Structure, maxmin_rates, ranges
+from simulator.engine.maxmin import Structure, maxmin_rates, ranges, small_rates
 
 # SimPy priority after NORMAL (1): runs when every other event of the instant is done
 LATE = EventPriority(2)
 _EMPTY_I = np.zeros(0, dtype=np.int64)
 _EMPTY_F = np.zeros(0)
+#: at most this many live flows: rates by the plain algorithm in Python (no prepared structure)
+SMALL = 12
 
 __all__ = ["Batch", "FlowNetwork", "FlowSet", "maxmin_rates", "on_all"]
 
@@ -441,8 +443,10 @@ class FlowNetwork:
         self._dead = np.zeros(n, dtype=bool)
         self._live = np.arange(n, dtype=np.int64)
         self._alive = n
-        self._structure = Structure(
-            self._inc_flow, self._inc_res, n, self._cap_np, self._fcap, self._inc_w
+        self._structure = (
+            Structure(self._inc_flow, self._inc_res, n, self._cap_np, self._fcap, self._inc_w)
+            if n > SMALL
+            else None
         )
 
     def _update(self, _event: simpy.Event | None = None) -> None:
@@ -461,8 +465,11 @@ class FlowNetwork:
         if not self._alive:
             self._rate = np.zeros(self._rem.size)
             return
-        assert self._structure is not None
-        self._rate = self._structure.solve(self._alive)
+        if self._alive <= SMALL:
+            self._rate = self._small_solve()
+        else:
+            assert self._structure is not None
+            self._rate = self._structure.solve(self._alive)
         idx = self._live
         rate = self._rate[idx]
         if rate.min() > 0:
@@ -477,6 +484,30 @@ class FlowNetwork:
             self._on_wake(t)
 
         wake.callbacks.append(wake_up)
+
+    def _small_solve(self) -> np.ndarray:
+        """The rates of a few live flows, by the plain algorithm in Python (same bits)."""
+        live = self._live.tolist()
+        flows = self._inc_flow.tolist()
+        res = self._inc_res.tolist()
+        ws = self._inc_w.tolist()
+        if self._alive < self._dead.size:
+            dead = self._dead
+            keep = [k for k, f in enumerate(flows) if not dead[f]]
+            flows = [flows[k] for k in keep]
+            res = [res[k] for k in keep]
+            ws = [ws[k] for k in keep]
+        slot = {f: i for i, f in enumerate(live)}
+        flow_res: list[list[int]] = [[] for _ in live]
+        flow_w: list[list[float]] = [[] for _ in live]
+        for f, r, w in zip(flows, res, ws, strict=True):
+            i = slot[f]
+            flow_res[i].append(r)
+            flow_w[i].append(w)
+        rates = small_rates(flow_res, flow_w, self._fcap[self._live].tolist(), self._capacity)
+        out = np.zeros(self._rem.size)
+        out[self._live] = rates
+        return out
 
     def _on_wake(self, token: int) -> None:
         if token == self._wake_token:

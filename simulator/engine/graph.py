@@ -30,6 +30,7 @@ class TaskGraph:
 
     def __init__(self) -> None:
         self._nodes: list[Node] = []
+        self._valid_for: tuple[int, int | None] | None = None  # (size, chips) last validated
 
     def add(self, task: Task, deps: Iterable[int] = ()) -> int:
         """Add ``task`` after ``deps`` (ids returned by earlier ``add`` calls); return its id."""
@@ -60,8 +61,13 @@ class TaskGraph:
         return g
 
     def validate(self, num_chips: int | None = None) -> None:
-        """Raise GraphError for dangling dependencies, cycles or chip ids out of range."""
+        """Raise GraphError for dangling dependencies, cycles or chip ids out of range.
+
+        A graph that passed for the same number of chips and has not grown since is not
+        checked again (a plan run many times, :mod:`simulator.runcache`)."""
         size = len(self._nodes)
+        if self._valid_for == (size, num_chips):
+            return
         checked: set[int] = set()  # ids of chip tuples already checked (shared ``across``)
         for n in self._nodes:
             for d in n.deps:
@@ -97,9 +103,11 @@ class TaskGraph:
             try:
                 cycle = nx.find_cycle(g)
             except nx.NetworkXNoCycle:
+                self._valid_for = (size, num_chips)
                 return
             path = " -> ".join(str(a) for a, _ in cycle) + f" -> {cycle[0][0]}"
             raise GraphError(f"the task graph has a cycle: {path}")
+        self._valid_for = (size, num_chips)
 
 
 def _describe(task: Task) -> str:

@@ -185,3 +185,63 @@ def maxmin_rates(
     capacity = np.asarray(capacity, dtype=float)
     flow_cap = np.asarray(flow_cap, dtype=float)
     return Structure(inc_flow, inc_res, n_flows, capacity, flow_cap, weight).solve(n_flows)
+
+
+def small_rates(
+    flow_res: list[list[int]],
+    flow_w: list[list[float]],
+    caps: list[float],
+    capacity: list[float],
+) -> list[float]:
+    """:func:`maxmin_rates` for a few flows, in plain Python: flow ``f`` crosses
+    ``flow_res[f]`` with weights ``flow_w[f]``. Every operation is the plain algorithm's, in
+    its order (sums in incidence order, the same comparisons), so the rates are the same to the
+    bit; for a handful of flows this is several times faster than the array form."""
+    n = len(flow_res)
+    count: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for res, ws in zip(flow_res, flow_w, strict=True):
+        for r, w in zip(res, ws, strict=True):
+            count[r] = count.get(r, 0.0) + w
+            counts[r] = counts.get(r, 0) + 1
+    live = [r for r in count if count[r] > 0]
+    avail = {r: capacity[r] for r in count}
+    has_caps = any(math.isfinite(c) for c in caps)
+    frozen = [False] * n
+    rate = [0.0] * n
+    left = n
+    while left:
+        levels = {r: avail[r] / count[r] for r in live}
+        level = min(levels.values()) if live else math.inf
+        if has_caps:
+            level = min(level, min(c for c, done in zip(caps, frozen, strict=True) if not done))
+        if not math.isfinite(level):
+            raise ValueError("a flow has neither a resource nor a rate cap")
+        level = max(level, 0.0)
+        top = level + level * 1e-12
+        sat = {r for r in live if levels[r] <= top}
+        newly = [
+            f
+            for f in range(n)
+            if not frozen[f]
+            and ((has_caps and caps[f] <= top) or any(r in sat for r in flow_res[f]))
+        ]
+        if not newly:  # pragma: no cover - guarded by the tolerance above
+            raise RuntimeError("progressive filling made no progress")
+        used: dict[int, float] = {}
+        weight: dict[int, float] = {}
+        crossings: dict[int, int] = {}
+        for f in newly:
+            frozen[f] = True
+            rate[f] = min(level, caps[f])
+            for r, w in zip(flow_res[f], flow_w[f], strict=True):
+                used[r] = used.get(r, 0.0) + rate[f] * w
+                weight[r] = weight.get(r, 0.0) + w
+                crossings[r] = crossings.get(r, 0) + 1
+        for r, u in used.items():
+            avail[r] -= u
+            count[r] -= weight[r]
+            counts[r] -= crossings[r]
+        live = [r for r in live if counts[r] > 0]
+        left -= len(newly)
+    return rate

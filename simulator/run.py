@@ -122,6 +122,7 @@ def run_scenario(
     overrides: tuple[str, ...] | list[str] = (),
     *,
     fast_collectives: bool = True,
+    cache: RunCache | None = None,
 ) -> Outcome:
     """Load a scenario, plan, simulate and summarise it (the Python API, docs/api.md).
 
@@ -129,10 +130,11 @@ def run_scenario(
     ``"mlperf/bert-large-v2.0-bow-pod16"``; ``ipusim examples`` lists them) or a mapping with
     the keys of a scenario file. ``overrides`` are ``--set`` texts (``"strategy.stages=8"``).
     Invalid input raises :class:`~simulator.errors.InputError`; an infeasible plan is a result
-    with ``feasible`` false and a ``reason``.
+    with ``feasible`` false and a ``reason``. ``cache``: a :class:`~simulator.runcache.RunCache`
+    shared by many runs (see :func:`run_loaded`).
     """
     if isinstance(scenario, Mapping):
         loaded = scenario_from_mapping(scenario, overrides)
     else:
         loaded = load_scenario(scenario, overrides)
-    return run_loaded(loaded, fast_collectives=fast_collectives)
+    return run_loaded(loaded, fast_collectives=fast_collectives, cache=cache)

@@ -89,3 +89,23 @@ def test_a_comm_run_loads_only_the_comm_strategy() -> None:
     modules = _modules(f"from simulator.run import run_scenario\nrun_scenario({str(scenario)!r})")
     assert _loaded(modules, NOT_FOR_RUN) == []
     assert _loaded(modules, ("strategies",)) == ["strategies", "strategies.comm"]
+
+
+def test_declared_strategy_modules_match_what_registers() -> None:
+    """Every strategy type is declared with the module that registers it (a module that
+    registers an undeclared type would only be found after something imported it)."""
+    code = (
+        "import importlib, pkgutil, strategies\n"
+        "from simulator import strategy\n"
+        "for m in pkgutil.iter_modules(strategies.__path__):\n"
+        "    if not m.ispkg:\n"
+        "        importlib.import_module('strategies.' + m.name)\n"
+        "import json\n"
+        "owner = {n: type(s).__module__ for n, s in strategy._REGISTRY.items()}\n"
+        "print(json.dumps([owner, strategies.STRATEGY_MODULES]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    registered, declared = json.loads(out.splitlines()[-1])
+    assert registered == declared

@@ -81,3 +81,28 @@ def test_least_recently_used_entries_are_dropped() -> None:
     _json(QUICKSTART, ("baseline=null", "topology=pod4"), cache)
     _json(QUICKSTART, ("baseline=null",), cache)
     assert cache.hits["system"] == 0 and cache.misses["system"] == 3
+
+
+#: one small shipped scenario per strategy type
+PER_STRATEGY = (
+    "microbench/all-reduce-64MiB-pod16",
+    "single/resnet50-gc200",
+    "mlperf/resnet50-v1.0-pod16",
+    "mlperf/bert-large-v1.0-pod16",
+    "local/resnet50-greedy-m2000",
+    "random_subspace/mlp-independent-w8",
+    "ensemble/resnet50-codistill-pod16",
+    "moe/switch-pod16-cf1.0",
+)
+
+
+def test_every_strategy_gives_the_same_bytes_from_a_cached_plan() -> None:
+    """A plan run again (its summary made again from it) gives what a fresh run gives, for
+    every strategy: no strategy changes its plan while summarising."""
+    for name in PER_STRATEGY:
+        path = paths.resolve(name, "scenario")
+        cache = RunCache()
+        first = _json(path, cache=cache)
+        again = _json(path, cache=cache)
+        assert cache.hits["plan"] >= 1, name
+        assert first == again == _json(path), name

@@ -43,7 +43,8 @@ def test_meet_in_the_middle_all_reduce_closed_form() -> None:
 
 def _pod128_without_message_costs(tmp: Path) -> Any:
     """pod128 with a GC200 whose per-message costs are zero (the closed form below has no
-    message term; the message model has its own closed-form tests, tests/test_engine_messages.py)."""
+    message term; the message model has its own closed-form tests,
+    tests/test_engine_messages.py)."""
     from simulator.config import paths
     from simulator.config.yamlio import load_document
 

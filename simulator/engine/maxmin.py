@@ -57,20 +57,21 @@ class Structure:
             np.minimum.at(eff, inc_flow[pi], capacity[inc_res[pi]] / weight[pi])
         si = np.flatnonzero(~alone)
         s_flow = inc_flow[si]
-        if si.size:
-            used, s_res = np.unique(inc_res[si], return_inverse=True)
-        else:
-            used, s_res = _EMPTY_I, _EMPTY_I
+        used = np.flatnonzero(counts > 1)  # shared resources, numbered densely in id order
+        dense = np.zeros(capacity.size, dtype=np.int64)
+        dense[used] = np.arange(used.size)
         self.S = int(used.size)
         self.s_flow = s_flow
-        self.s_res = s_res.reshape(-1)
+        self.s_res = dense[inc_res[si]]
         self.s_w = weight[si]
         self.w_live = self.s_w.copy()
         self.avail0 = capacity[used].astype(float)
         self.cnt = np.bincount(self.s_res, minlength=self.S)
         self.f_ptr = np.zeros(n_flows + 1, dtype=np.int64)
         np.cumsum(np.bincount(s_flow, minlength=n_flows), out=self.f_ptr[1:])
-        self.r_flow = s_flow[np.argsort(self.s_res, kind="stable")]
+        # a stable sort by resource (a radix sort when the ids fit in 16 bits)
+        keys = self.s_res.astype(np.uint16) if self.S <= 2**16 else self.s_res
+        self.r_flow = s_flow[np.argsort(keys, kind="stable")]
         self.r_ptr = np.zeros(self.S + 1, dtype=np.int64)
         np.cumsum(self.cnt, out=self.r_ptr[1:])
         fin = np.flatnonzero(np.isfinite(eff))

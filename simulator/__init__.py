@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "run_scenario": "simulator.run",
     "Outcome": "simulator.run",
+    "RunCache": "simulator.runcache",
     "CommResult": "simulator.metrics",
     "TrainingResult": "simulator.metrics",
     "InputError": "simulator.errors",
@@ -35,6 +36,7 @@ __all__ = [
     "CommResult",
     "InputError",
     "Outcome",
+    "RunCache",
     "TrainingResult",
     "__version__",
     "load_model",
@@ -56,5 +58,6 @@ if TYPE_CHECKING:
     from simulator.hardware.build import load_system
     from simulator.metrics import CommResult, TrainingResult
     from simulator.run import Outcome, run_scenario
+    from simulator.runcache import RunCache
     from simulator.sweep.export import load_results
     from simulator.workloads.library import load_model

@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = tsub.add_parser("list", help="list the built-in systems and chips")
     lst.set_defaults(func=_cmd_topology_list)
 
-    # Sweeps, results stores and capacity planning (simulator/sweep/commands.py, docs/sweeps.md).
-    from simulator.sweep.commands import add_plan, add_results_export, add_sweep
+    # Sweeps, results stores and capacity planning (simulator/cli_sweep.py, docs/sweeps.md).
+    from simulator.cli_sweep import add_plan, add_results_export, add_sweep
 
     add_sweep(sub)
     results = sub.add_parser(

@@ -4,7 +4,10 @@
 distribution may declare modules under the entry-point group ``ipusim.strategies``; ipusim's
 own ``pyproject.toml`` declares ``builtin = "strategies"``. The first time anything looks a
 strategy up (a scenario is validated, a plan is made, the JSON Schemas are written), those
-modules are imported once and register themselves with :func:`simulator.strategy.register`.
+modules are imported once and register themselves with :func:`simulator.strategy.register`,
+or declare each strategy type with the module that registers it
+(:func:`simulator.config.scenario.declare_strategy_module`), imported when that type is first
+looked up (ipusim's own ``strategies`` package does, so a run imports only its strategy).
 So ``from simulator import run_scenario`` works in a fresh interpreter, and a third party adds a
 strategy by publishing a package with such an entry point.
 """

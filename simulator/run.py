@@ -23,6 +23,7 @@ from simulator.errors import InputError
 from simulator.hardware.build import SystemSource, build_source, system_source
 from simulator.hardware.system import NoRouteError, System
 from simulator.metrics import Result, TrainingResult, with_baseline
+from simulator.runcache import RunCache
 from simulator.strategy import Plan, PlanContext, lookup
 
 
@@ -73,6 +74,7 @@ def run_loaded(
     plan: Plan | None = None,
     details: bool = True,
     phase: Callable[[str], None] | None = None,
+    cache: RunCache | None = None,
 ) -> Outcome:
     """Plan and simulate an already loaded scenario (and its baseline, for the speedup).
 
@@ -81,9 +83,19 @@ def run_loaded(
     scenario on a system of the same structure and chip types, to execute again (sensitivity
     runs share it); planned here otherwise. ``details``: False skips the critical-path
     ``step_breakdown``. ``phase``: called with ``"plan"``, ``"execute"`` and ``"summarise"``
-    as each starts (sensitivity records what each phase reads).
+    as each starts (sensitivity records what each phase reads). ``cache``: a
+    :class:`~simulator.runcache.RunCache` shared by many runs, which reuses the systems and
+    plans (and, if it keeps results, whole runs such as a baseline many runs share) that
+    earlier runs built from the same inputs; a run given its ``plan`` or asked for fewer
+    ``details`` neither takes nor leaves a whole result there.
     """
-    system = system if system is not None else build_system(loaded)
+    whole = cache is not None and plan is None and details and phase is None
+    if whole and cache is not None:
+        done = cache.outcome(loaded, system, fast_collectives, baseline)
+        if done is not None:
+            return done
+    if system is None:
+        system = cache.system(loaded, build_system) if cache is not None else build_system(loaded)
     strategy = lookup(loaded.scenario.strategy.type)
     section = samples.section_of(loaded)  # None: the steady machine, exactly as without it
     steady = system
@@ -94,7 +106,11 @@ def run_loaded(
         if phase is not None:
             phase("plan")
         try:
-            plan = strategy.plan(ctx)
+            plan = (
+                cache.plan(loaded, system, lambda: strategy.plan(ctx))
+                if cache is not None
+                else strategy.plan(ctx)
+            )
         except NoRouteError as exc:  # a failed link: plan on the intact system, then refuse
             plan = strategy.plan(PlanContext(loaded, steady, loaded.strategy))
             plan = samples.infeasible(plan, f"link_derate: {exc}")
@@ -123,7 +139,7 @@ def run_loaded(
         try:
             base = load_baseline(loaded)
             base_result = (
-                run_loaded(base, fast_collectives=fast_collectives, baseline=False)
+                run_loaded(base, fast_collectives=fast_collectives, baseline=False, cache=cache)
                 if base is not None
                 else None
             )
@@ -133,7 +149,10 @@ def run_loaded(
             ) from None
         if base_result is not None and isinstance(base_result.result, TrainingResult):
             result = with_baseline(result, base_result.result)
-    return Outcome(result, plan, trace, system, ctx)
+    outcome = Outcome(result, plan, trace, system, ctx)
+    if whole and cache is not None:
+        cache.keep(loaded, fast_collectives, baseline, outcome)
+    return outcome
 
 
 def run_scenario(
@@ -141,6 +160,7 @@ def run_scenario(
     overrides: tuple[str, ...] | list[str] = (),
     *,
     fast_collectives: bool = True,
+    cache: RunCache | None = None,
 ) -> Outcome:
     """Load a scenario, plan, simulate and summarise it (the Python API, docs/api.md).
 
@@ -148,10 +168,11 @@ def run_scenario(
     ``"mlperf/bert-large-v2.0-bow-pod16"``; ``ipusim examples`` lists them) or a mapping with
     the keys of a scenario file. ``overrides`` are ``--set`` texts (``"strategy.stages=8"``).
     Invalid input raises :class:`~simulator.errors.InputError`; an infeasible plan is a result
-    with ``feasible`` false and a ``reason``.
+    with ``feasible`` false and a ``reason``. ``cache``: a :class:`~simulator.runcache.RunCache`
+    shared by many runs (see :func:`run_loaded`).
     """
     if isinstance(scenario, Mapping):
         loaded = scenario_from_mapping(scenario, overrides)
     else:
         loaded = load_scenario(scenario, overrides)
-    return run_loaded(loaded, fast_collectives=fast_collectives)
+    return run_loaded(loaded, fast_collectives=fast_collectives, cache=cache)

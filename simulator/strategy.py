@@ -17,7 +17,12 @@ import numpy as np
 from pydantic import BaseModel
 
 from simulator.config.base import StrictModel
-from simulator.config.scenario import LoadedScenario, register_strategy_schema
+from simulator.config.scenario import (
+    LoadedScenario,
+    register_strategy_schema,
+    strategy_schema,
+    strategy_types,
+)
 from simulator.engine.graph import TaskGraph
 from simulator.engine.replicas import Replication
 from simulator.engine.trace import Trace
@@ -90,16 +95,19 @@ def register(strategy: Strategy) -> Strategy:
 
 
 def lookup(name: str) -> Strategy:
-    """The strategy registered under ``name`` (validated already by the scenario loader)."""
+    """The strategy registered under ``name`` (validated already by the scenario loader); a
+    declared strategy's module is imported here."""
     load_strategies()
+    if name not in _REGISTRY and name in strategy_types():
+        strategy_schema(name)  # imports the module that declared it
     try:
         return _REGISTRY[name]
     except KeyError:
-        names = ", ".join(sorted(_REGISTRY))
+        names = ", ".join(registered())
         raise InputError(f"unknown strategy type '{name}'; one of: {names}") from None
 
 
 def registered() -> list[str]:
-    """Names of the registered strategies (the entry points are loaded first)."""
+    """Names of the registered and declared strategies (the entry points are loaded first)."""
     load_strategies()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(strategy_types()))

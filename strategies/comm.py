@@ -351,13 +351,12 @@ class Comm:
             )
             transfers = sum(len(s.pairs) for s in steps)
             step_paths = path_model(system)
-            messages = int(
-                sum(
-                    f.messages
-                    for s in steps
-                    for f in step_flows(step_paths, s, info["tiles"])  # type: ignore[arg-type]
-                )
-            )
+            per_key: dict[int, float] = {}  # steps with one key have the same flows
+            for s in steps:
+                if s.key not in per_key:
+                    flows = step_flows(step_paths, s, info["tiles"])  # type: ignore[arg-type]
+                    per_key[s.key] = sum(f.messages for f in flows)
+            messages = int(sum(per_key[s.key] for s in steps))
         else:
             specs: list[TransferSpec] = info["specs"]  # type: ignore[assignment]
             red = 0.0

@@ -21,6 +21,12 @@ Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
 class StrictModel(BaseModel):
-    """Frozen, strict (no silent type coercion), extra keys forbidden."""
+    """Frozen, strict (no silent type coercion), extra keys forbidden.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=False)
+    ``defer_build``: a schema's validator is built the first time it validates, not when its
+    module is imported, so a run pays only for the schemas it uses (import time, issue 16).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, populate_by_name=False, defer_build=True
+    )

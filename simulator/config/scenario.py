@@ -8,13 +8,16 @@ Contracts, "Scenario file"). This module checks the common keys; the keys under 
 
 ``simulator`` never imports ``strategies``: its modules are declared as ``ipusim.strategies``
 entry points and imported on the first lookup (:mod:`simulator.plugins`); they register
-themselves. ``topology``, ``model`` and ``training`` are kept as given here (a name, a path or a
-mapping); their own loaders validate them with :func:`simulator.config.load.validate` and
-``at=("topology",)`` so errors still point at the right line.
+themselves, or declare the module of each type (:func:`declare_strategy_module`), which is then
+imported the first time that type is looked up. ``topology``, ``model`` and ``training`` are
+kept as given here (a name, a path or a mapping); their own loaders validate them with
+:func:`simulator.config.load.validate` and ``at=("topology",)`` so errors still point at the
+right line.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +60,7 @@ from simulator.plugins import GROUP, load_strategies
 class StrategySection(BaseModel):
     """``strategy:`` — a ``type`` plus that strategy's own keys (checked by its schema)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, defer_build=True)
 
     type: str = Field(description="The strategy: data, pipeline, local, random_subspace, ...")
 
@@ -118,7 +121,8 @@ class ScenarioFile(StrictModel):
     calibrated: Calibrations = Field(default_factory=dict, description=CALIBRATED_DESCRIPTION)
 
 
-_STRATEGIES: dict[str, type[BaseModel]] = {}
+#: type name -> its schema, or the module that registers it when imported (a declaration)
+_STRATEGIES: dict[str, type[BaseModel] | str] = {}
 
 
 def register_strategy_schema(type_name: str, model: type[StrictModel]) -> None:
@@ -128,9 +132,26 @@ def register_strategy_schema(type_name: str, model: type[StrictModel]) -> None:
     ``Literal["<type_name>"]``.
     """
     existing = _STRATEGIES.get(type_name)
-    if existing is not None and existing is not model:
+    if existing is not None and not isinstance(existing, str) and existing is not model:
         raise ValueError(f"strategy type {type_name!r} is already registered to {existing!r}")
     _STRATEGIES[type_name] = model
+
+
+def declare_strategy_module(type_name: str, module: str) -> None:
+    """Declare that importing ``module`` registers ``type_name``: it is imported the first time
+    that type is looked up, so a run imports only the strategy it uses (start-up time)."""
+    _STRATEGIES.setdefault(type_name, module)
+
+
+def _resolved(type_name: str) -> type[BaseModel] | None:
+    """The schema of ``type_name``, importing its declared module first; None if unknown."""
+    entry = _STRATEGIES.get(type_name)
+    if isinstance(entry, str):
+        importlib.import_module(entry)
+        entry = _STRATEGIES.get(type_name)
+        if isinstance(entry, str):
+            raise RuntimeError(f"module {entry} did not register strategy type {type_name!r}")
+    return entry
 
 
 def strategy_types() -> list[str]:
@@ -142,7 +163,7 @@ def strategy_types() -> list[str]:
 def strategy_schema(type_name: str) -> type[BaseModel]:
     """The schema registered for ``type_name``; an unknown name is an :class:`InputError`."""
     load_strategies()
-    model = _STRATEGIES.get(type_name)
+    model = _resolved(type_name)
     if model is not None:
         return model
     if not _STRATEGIES:
@@ -306,7 +327,7 @@ def scenario_schema_model() -> type[BaseModel]:
     """:class:`ScenarioFile` with ``strategy`` spelled out per registered strategy (for editors)."""
     members: list[type[BaseModel]] = []
     for type_name in strategy_types():  # loads the strategies' entry points
-        model = _STRATEGIES[type_name]
+        model = strategy_schema(type_name)
         if "type" not in model.model_fields:
             # Literal[type_name] of a runtime value is a valid pydantic field type that no
             # static type can express

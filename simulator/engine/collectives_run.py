@@ -18,8 +18,8 @@ import numpy as np
 import simpy
 
 from simulator.engine.collectives import Step, schedule
-from simulator.engine.flows import on_all
-from simulator.engine.messages import Flow, step_flows
+from simulator.engine.flows import Batch, FlowSet
+from simulator.engine.messages import Flow, flow_set, step_flows
 from simulator.engine.tasks import Collective
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ class CollectiveRun:
         self._gw_steps: dict[int, bool] = {}
         self._cache: dict[int, _Measured] = {}
         self._flows: dict[int, list[Flow]] = {}
+        self._sets: dict[int, FlowSet] = {}
+        self._reduce: dict[int, float] = {}
         self._replays: dict[int, int] = {}
         self._replaying = False
         self._proc: simpy.Process | None = None
@@ -90,15 +92,26 @@ class CollectiveRun:
             flows = self._flows[step.key] = step_flows(self.ex.paths, step, self.task.tiles)
         return flows
 
+    def _set_of(self, step: Step) -> FlowSet:
+        """The step's flows as one batch for the flow network (cached per step key)."""
+        got = self._sets.get(step.key)
+        if got is None:
+            got = self._sets[step.key] = flow_set(self._flows_of(step))
+        return got
+
     def _reduce_seconds(self, step: Step) -> float:
+        """The receivers' reduction after the step's exchange: the slowest chip type's
+        (cached per step key)."""
         if step.reduce_elems <= 0:
             return 0.0
-        worst = 0.0
-        for ct in {
-            self.ex.system.chips[b].type.name: self.ex.system.chips[b].type for _, b in step.pairs
-        }.values():
-            rate = ct.tiles * ct.clock_hz * ct.vector_flop_per_cycle[self.task.dtype]
-            worst = max(worst, step.reduce_elems / rate)
+        worst = self._reduce.get(step.key)
+        if worst is None:
+            worst = 0.0
+            chips = self.ex.system.chips
+            for ct in {chips[b].type.name: chips[b].type for _, b in step.pairs}.values():
+                rate = ct.tiles * ct.clock_hz * ct.vector_flop_per_cycle[self.task.dtype]
+                worst = max(worst, step.reduce_elems / rate)
+            self._reduce[step.key] = worst
         return worst
 
     def _crosses_gw(self, step: Step) -> bool:
@@ -145,21 +158,14 @@ class CollectiveRun:
         env = self.env
         t0 = env.now
         clean = self.fast
-        flows = self._flows_of(step)
+        flows = self._set_of(step)
         n = len(flows)
+        latency = flows.latency
         sent = np.zeros(n)
-        latency = np.zeros(n)
-        events = []
-        for i, f in enumerate(flows):
-            latency[i] = f.latency
-            ev = self.ex.net.start(f.resources, f.nbytes, f.cap, owner=self, ratio=f.ratio)
-
-            def record_sent(_e: simpy.Event, i: int = i) -> None:
-                sent[i] = env.now - t0
-
-            ev.callbacks.append(record_sent)
-            events.append(ev)
-        yield from self._wait_all(events)
+        if n:
+            batch = self.ex.net.start_set(flows, owner=self)
+            yield from self._wait(batch)
+            sent = batch.finish - t0
         delivered = float((sent + latency).max()) if n else 0.0
         yield env.timeout(max(delivered - (env.now - t0), 0.0) + self._reduce_seconds(step))
         self.ex.trace.simulated_steps += 1
@@ -172,31 +178,43 @@ class CollectiveRun:
         env = self.env
         t0 = env.now - elapsed
         finish = t0 + m.sent + m.latency
-        events = []
+        restart: list[int] = []
+        left_bytes: list[float] = []
         for i, f in enumerate(self._flows_of(step)):
             if m.sent[i] <= elapsed:  # sent in full during the replay
                 self.ex.net.add_bytes(f.resources, f.nbytes)
                 continue
             left = f.nbytes * (1.0 - elapsed / m.sent[i])
-            ev = self.ex.net.start(f.resources, left, f.cap, owner=self, ratio=f.ratio)
-
-            def record_finish(_e: simpy.Event, i: int = i, lat: float = f.latency) -> None:
-                finish[i] = env.now + lat
-
-            ev.callbacks.append(record_finish)
-            events.append(ev)
+            restart.append(i)
+            left_bytes.append(left)
             # bytes already sent in the replay
             self.ex.net.add_bytes(f.resources, f.nbytes - left)
-        yield from self._wait_all(events)
+        if restart:
+            which = np.asarray(restart, dtype=np.int64)
+            part = self._set_of(step).subset(which)
+            part = FlowSet(
+                part.resources,
+                part.offsets,
+                np.asarray(left_bytes),
+                part.cap,
+                part.ratio,
+                part.latency,
+            )
+            batch = self.ex.net.start_set(part, owner=self)
+            yield from self._wait(batch)
+            finish[which] = batch.finish + part.latency
         end = float(finish.max()) + self._reduce_seconds(step)
         yield env.timeout(max(end - env.now, 0.0))
         self.ex.trace.simulated_steps += 1
 
-    def _wait_all(self, events: list[simpy.Event]) -> Generator[simpy.Event, object, None]:
-        if not events:
-            return
+    def _wait(self, batch: Batch) -> Generator[simpy.Event, object, None]:
+        """Wait for ``batch``: resumed by an event of its own, after the batch's event."""
         done = self.env.event()
-        on_all(events, done.succeed)
+
+        def resume(_e: simpy.Event) -> None:
+            done.succeed()
+
+        batch.event.callbacks.append(resume)
         yield done
 
     def _account_replays(self) -> None:

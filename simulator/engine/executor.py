@@ -21,9 +21,9 @@ from functools import partial
 import simpy
 
 from simulator.engine.collectives_run import CollectiveRun
-from simulator.engine.flows import FlowNetwork, on_all
+from simulator.engine.flows import Batch, FlowNetwork, FlowSet
 from simulator.engine.graph import TaskGraph
-from simulator.engine.messages import Flow, multicast, phase, transfer
+from simulator.engine.messages import Flow, flow_set, multicast, phase, tile_messages, transfer
 from simulator.engine.paths import PathModel
 from simulator.engine.tasks import (
     TASK_KIND,
@@ -114,7 +114,12 @@ class Executor:
             [c.message_overhead_bytes for c in system.channels],
         )
         n = system.num_chips
-        self.paths = PathModel(system, self.net.add_resource)
+        # ports and engines: only the channels' bytes are reported
+        self.paths = PathModel(
+            system,
+            partial(self.net.add_resource, tracked=False),
+            partial(self.net.add_resources, tracked=False),
+        )
         self._busy = [False] * n
         self._waiting: list[deque[Callable[[], None]]] = [deque() for _ in range(n)]
         self._rng_busy = [False] * n
@@ -140,7 +145,10 @@ class Executor:
             raise RuntimeError(f"executor stopped with tasks not run (e.g. {stuck})")
         t = self.trace
         t.makespan = max(t.task_end.values(), default=0.0)
-        t.events_processed = self.env.events_processed
+        # every flow's end is one event of the model, though flows that start together are
+        # ended by one SimPy event for their whole batch
+        net = self.net
+        t.events_processed = self.env.events_processed - net.batches_started + net.flows_started
         t.flows_started = self.net.flows_started
         t.flow_recomputations = self.net.recomputations
         t.channel_bytes = self.net.bytes_carried()[: len(self.system.channels)]
@@ -150,6 +158,14 @@ class Executor:
     def acquire(self, chips: tuple[int, ...], then: Callable[[], None], rng: bool = False) -> None:
         """Call ``then`` once every chip (or RNG unit) in ``chips`` is held, taken in id order."""
         busy, waiting = (self._rng_busy, self._rng_waiting) if rng else (self._busy, self._waiting)
+        if len(chips) == 1:  # the common case: one chip, held at once or handed over when freed
+            c = chips[0]
+            if busy[c]:
+                waiting[c].append(then)
+            else:
+                busy[c] = True
+                then()
+            return
         order = sorted(set(chips))
 
         def take(i: int) -> None:
@@ -170,7 +186,7 @@ class Executor:
 
     def free(self, chips: tuple[int, ...], rng: bool = False) -> None:
         busy, waiting = (self._rng_busy, self._rng_waiting) if rng else (self._busy, self._waiting)
-        for c in sorted(set(chips)):
+        for c in chips if len(chips) == 1 else sorted(set(chips)):
             if waiting[c]:
                 waiting[c].popleft()()
             else:
@@ -237,8 +253,10 @@ class Executor:
             )
             self._flows(tid, phase(p, [one]))
         elif isinstance(task, TileMessages):
-            p, b = self.paths, task.bytes
-            self._flows(tid, phase(p, [transfer(p, a, d, b, s, t) for a, s, d, t in task.sends]))
+            if task.sends:
+                self._flow_set(tid, tile_messages(self.paths, task.sends, task.bytes))
+            else:
+                self._after(0.0, tid)
         elif isinstance(task, TileMulticast):
             p = self.paths
             one = multicast(
@@ -254,18 +272,19 @@ class Executor:
 
     def _flows(self, tid: int, flows: list[Flow]) -> None:
         """Start ``flows`` together; the task ends when the last one's receivers have it."""
+        if not flows:
+            self._after(0.0, tid)
+            return
+        self._flow_set(tid, flow_set(flows))
+
+    def _flow_set(self, tid: int, flows: FlowSet) -> None:
+        batch = self.net.start_set(flows)
         env = self.env
-        ends: list[float] = []
 
-        def landed(_e: simpy.Event, lat: float) -> None:
-            ends.append(env.now + lat)
+        def landed(_e: simpy.Event, b: Batch = batch) -> None:
+            self._after(float((b.finish + flows.latency).max()) - env.now, tid)
 
-        events = []
-        for f in flows:
-            ev = self.net.start(f.resources, f.nbytes, f.cap, ratio=f.ratio)
-            ev.callbacks.append(partial(landed, lat=f.latency))
-            events.append(ev)
-        on_all(events, lambda: self._after(max(ends, default=env.now) - env.now, tid))
+        batch.event.callbacks.append(landed)
 
     def _memory(self, tid: int, task: MemLoad | MemStore) -> None:
         chip = self.system.chips[task.chip]
@@ -346,9 +365,7 @@ class Executor:
         elif isinstance(task, TileMessages | TileMulticast):
             per: dict[int, float] = {}
             if isinstance(task, TileMessages):
-                for a, _, d, _ in task.sends:
-                    for ch in self.system.chip_route(a, d).channels:
-                        per[ch] = per.get(ch, 0.0) + task.bytes
+                per = tile_message_bytes(self.system, task)
             else:
                 for d in task.dsts:
                     for ch in self.system.chip_route(task.src, d).channels:
@@ -357,6 +374,30 @@ class Executor:
                 Span(ch, start, end, "transfer", tid, label, bytes=b)
                 for ch, b in sorted(per.items())
             )
+
+
+def tile_message_bytes(system: System, task: TileMessages) -> dict[int, float]:
+    """Bytes each channel carries for ``task``: the sum, send by send, of ``task.bytes`` over
+    the channels of each send's route (counted per chip pair; a whole number of bytes, as
+    every tile pattern sends, is summed exactly by multiplying)."""
+    per: dict[int, float] = {}
+    nbytes = float(task.bytes)
+    n = len(system.chips)
+    keys = [a * n + d for a, _, d, _ in task.sends]
+    exact = nbytes.is_integer() and len(keys) * abs(nbytes) < 2.0**52
+    if not exact:
+        for key in keys:
+            for ch in system.chip_route(key // n, key % n).channels:
+                per[ch] = per.get(ch, 0.0) + nbytes
+        return per
+    counts: dict[int, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    sends: dict[int, int] = {}
+    for key, k in counts.items():
+        for ch in system.chip_route(key // n, key % n).channels:
+            sends[ch] = sends.get(ch, 0) + k
+    return {ch: k * nbytes for ch, k in sends.items()}
 
 
 def execute(

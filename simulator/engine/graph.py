@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from simulator.engine.tasks import Collective, Task, chips_of
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class GraphError(ValueError):
@@ -28,6 +30,7 @@ class TaskGraph:
 
     def __init__(self) -> None:
         self._nodes: list[Node] = []
+        self._valid_for: tuple[int, int | None] | None = None  # (size, chips) last validated
 
     def add(self, task: Task, deps: Iterable[int] = ()) -> int:
         """Add ``task`` after ``deps`` (ids returned by earlier ``add`` calls); return its id."""
@@ -49,6 +52,8 @@ class TaskGraph:
 
     def to_networkx(self) -> nx.DiGraph:
         """The graph as networkx (edges dep -> task), for analysis and critical paths."""
+        import networkx as nx
+
         g = nx.DiGraph()
         g.add_nodes_from(range(len(self._nodes)))
         for n in self._nodes:
@@ -56,8 +61,13 @@ class TaskGraph:
         return g
 
     def validate(self, num_chips: int | None = None) -> None:
-        """Raise GraphError for dangling dependencies, cycles or chip ids out of range."""
+        """Raise GraphError for dangling dependencies, cycles or chip ids out of range.
+
+        A graph that passed for the same number of chips and has not grown since is not
+        checked again (a plan run many times, :mod:`simulator.runcache`)."""
         size = len(self._nodes)
+        if self._valid_for == (size, num_chips):
+            return
         checked: set[int] = set()  # ids of chip tuples already checked (shared ``across``)
         for n in self._nodes:
             for d in n.deps:
@@ -87,13 +97,17 @@ class TaskGraph:
                     f"which is not in its group {list(task.group)}"
                 )
         if any(d >= n.id for n in self._nodes for d in n.deps):
+            import networkx as nx
+
             g = self.to_networkx()
             try:
                 cycle = nx.find_cycle(g)
             except nx.NetworkXNoCycle:
+                self._valid_for = (size, num_chips)
                 return
             path = " -> ".join(str(a) for a, _ in cycle) + f" -> {cycle[0][0]}"
             raise GraphError(f"the task graph has a cycle: {path}")
+        self._valid_for = (size, num_chips)
 
 
 def _describe(task: Task) -> str:

@@ -43,6 +43,8 @@ from typing import NamedTuple
 import numpy as np
 
 from simulator.engine.collectives import Step
+from simulator.engine.flows import FlowSet
+from simulator.engine.maxmin import ranges
 from simulator.engine.paths import PathModel
 from simulator.hardware.model import ChipType
 from simulator.hardware.system import System
@@ -62,6 +64,17 @@ class Flow(NamedTuple):
     def ratio(self) -> float:
         """Messages per byte: what the flow network charges per-message costs by."""
         return self.messages / self.nbytes if self.nbytes > 0 else 0.0
+
+
+def flow_set(flows: Sequence[Flow]) -> FlowSet:
+    """``flows`` as the arrays the flow network starts in one batch (same order)."""
+    return FlowSet.of(
+        [f.resources for f in flows],
+        [f.nbytes for f in flows],
+        [f.cap for f in flows],
+        [f.ratio for f in flows],
+        [f.latency for f in flows],
+    )
 
 
 class Sending(NamedTuple):
@@ -175,6 +188,51 @@ def phase(paths: PathModel, sendings: Sequence[Sending]) -> list[Flow]:
         )
         for s in sendings
     ]
+
+
+def tile_messages(
+    paths: PathModel, sends: Sequence[tuple[int, int, int, int]], nbytes: float
+) -> FlowSet:
+    """The flows of one exchange phase of single-tile messages (``(src, src_tile, dst,
+    dst_tile)``, ``nbytes`` each), built as arrays: the same flows, in the same order, as
+    ``phase(paths, [transfer(paths, a, d, nbytes, s, t) for a, s, d, t in sends])``."""
+    chips = paths.system.chips
+    table = np.asarray(sends, dtype=np.int64).reshape(-1, 4)
+    src, src_tile, dst, dst_tile = table.T
+    n = src.size
+    # the routes of the distinct chip pairs, with their engines
+    pair, inverse = np.unique(src * len(chips) + dst, return_inverse=True)
+    routes = [paths.route_to(int(p) // len(chips), int(p) % len(chips)) for p in pair.tolist()]
+    route_len = np.fromiter((len(r) for r, _ in routes), dtype=np.int64, count=len(routes))
+    route_flat = np.fromiter(
+        (x for r, _ in routes for x in r), dtype=np.int64, count=int(route_len.sum())
+    )
+    route_start = np.cumsum(route_len) - route_len
+    route_latency = np.fromiter((lat for _, lat in routes), dtype=float, count=len(routes))
+    inverse = inverse.reshape(-1)
+    lengths = route_len[inverse] + 2
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.empty(int(offsets[-1]), dtype=np.int64)
+    flat[offsets[:-1]] = paths.tile_ports(src, src_tile, 0)
+    flat[offsets[1:] - 1] = paths.tile_ports(dst, dst_tile, 1)
+    starts = route_start[inverse]
+    flat[ranges(offsets[:-1] + 1, offsets[1:] - 1)] = route_flat[
+        ranges(starts, starts + route_len[inverse])
+    ]
+    # per chip: off-chip rate of one tile, exchange latency; the delivery spread of landings
+    types = [c.type for c in chips]
+    offchip = np.array([t.tile_offchip_Bps for t in types])
+    exchange = np.array([t.exchange_latency_s for t in types])
+    cap = np.where(src != dst, offchip[src], math.inf)
+    m = 1.0 if nbytes > 0 else 0.0
+    landing = np.bincount(dst, minlength=len(chips)).astype(float) * m
+    spread = np.zeros(len(chips))
+    for c in np.flatnonzero(np.bincount(dst, minlength=len(chips))).tolist():
+        spread[c] = types[c].messages.delivery_spread_s(float(landing[c]), types[c].clock_hz)
+    latency = exchange[src] + route_latency[inverse] + spread[dst]
+    ratio = m / nbytes if nbytes > 0 else 0.0
+    return FlowSet(flat, offsets, np.full(n, float(nbytes)), cap, np.full(n, ratio), latency)
 
 
 def step_flows(paths: PathModel, step: Step, tiles: int | None) -> list[Flow]:
@@ -301,10 +359,12 @@ __all__ = [
     "ResourceIds",
     "Sending",
     "chip_messages",
+    "flow_set",
     "multicast",
     "phase",
     "phase_seconds",
     "step_flows",
     "steps_seconds",
+    "tile_messages",
     "transfer",
 ]

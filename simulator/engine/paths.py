@@ -14,28 +14,40 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from simulator.hardware.model import ChipType
 from simulator.hardware.system import System
 
 PathInfo = tuple[tuple[int, ...], float, float]  # resources, per-flow cap (B/s), latency (s)
+#: makes ``count`` resources alike at once: (capacity, per message, per byte, count) -> first id
+AddMany = Callable[[float, float, float, int], int]
 
 # engine kinds: the chip's off-chip egress, off-chip ingress, and relay (forwarding) engines
 EGRESS, INGRESS, RELAY = 0, 1, 2
 
 
 class PathModel:
-    """Maps transfers onto resources; ``add_resource`` allocates a new resource id."""
+    """Maps transfers onto resources; ``add_resource`` allocates a new resource id
+    (``add_many``, when given, several alike at once: tile ports by the thousand)."""
 
-    def __init__(self, system: System, add_resource: Callable[[float, float, float], int]) -> None:
+    def __init__(
+        self,
+        system: System,
+        add_resource: Callable[[float, float, float], int],
+        add_many: AddMany | None = None,
+    ) -> None:
         self.system = system
         self._add = add_resource
+        self._add_many = add_many
         self.capacity: dict[int, float] = {c.id: c.capacity_Bps for c in system.channels}
         # resources other than channels: (units used per payload byte, per message)
         self._costs: dict[int, tuple[float, float]] = {}
         self._channels = len(system.channels)
-        self.xout = [self._port(c.type, None) for c in system.chips]
-        self.xin = [self._port(c.type, None, send=False) for c in system.chips]
-        self._tile_ports: dict[tuple[int, int, int], int] = {}
+        self.xout = self._chip_ports(send=True)
+        self.xin = self._chip_ports(send=False)
+        # per chip: resource ids of its tiles' ports, [direction, tile] (-1: not made yet)
+        self._tile_ports: dict[int, np.ndarray] = {}
         # per engine kind, per chip: the resource id, None (costs nothing) or -1 (not made yet)
         self._engines: tuple[list[int | None], ...] = tuple(
             [-1] * len(system.chips) for _ in range(3)
@@ -50,6 +62,41 @@ class PathModel:
         self._costs[rid] = (per_byte, per_message)
         return rid
 
+    def _new_many(
+        self, count: int, capacity: float, per_message: float = 0.0, per_byte: float = 1.0
+    ) -> np.ndarray:
+        """``count`` new resources alike (ids ascending)."""
+        if self._add_many is None:
+            ids = [self._add(capacity, per_message, per_byte) for _ in range(count)]
+        else:
+            first = self._add_many(capacity, per_message, per_byte, count)
+            ids = list(range(first, first + count))
+        self.capacity.update(dict.fromkeys(ids, capacity))
+        self._costs.update(dict.fromkeys(ids, (per_byte, per_message)))
+        return np.asarray(ids, dtype=np.int64)
+
+    def _port_costs(self, ct: ChipType, tiles: int | None, send: bool) -> tuple[float, float]:
+        """Capacity and per-message cost of an exchange port: one tile's (``tiles=1``) or the
+        chip's aggregate. A message occupies one tile's port for ``cycles``: that many cycles
+        of one port's bytes."""
+        port = ct.tile_exchange_Bps
+        cycles = ct.messages.tile_send_cycles if send else ct.messages.tile_receive_cycles
+        return (tiles or ct.tiles) * port, cycles * port / ct.clock_hz
+
+    def _chip_ports(self, send: bool) -> list[int]:
+        """Each chip's aggregate exchange port (out or in), made per chip type in bulk."""
+        out = [0] * len(self.system.chips)
+        by_type: dict[int, list[int]] = {}
+        types: dict[int, ChipType] = {}
+        for c in self.system.chips:
+            by_type.setdefault(id(c.type), []).append(c.id)
+            types[id(c.type)] = c.type
+        for key, chips in by_type.items():
+            ids = self._new_many(len(chips), *self._port_costs(types[key], None, send))
+            for chip, rid in zip(chips, ids.tolist(), strict=True):
+                out[chip] = rid
+        return out
+
     def costs(self, resource: int) -> tuple[float, float]:
         """A resource's cost per payload byte and per message, in units of its capacity
         (a channel: 1 and its header bytes; a port: 1 and its cycles' worth of bytes; an
@@ -58,24 +105,39 @@ class PathModel:
             return 1.0, self.system.channels[resource].message_overhead_bytes
         return self._costs[resource]
 
-    def _port(self, ct: ChipType, tiles: int | None, send: bool = True) -> int:
-        """An exchange port resource: one tile's (``tiles=1``) or the chip's aggregate."""
-        port = ct.tile_exchange_Bps
-        cycles = ct.messages.tile_send_cycles if send else ct.messages.tile_receive_cycles
-        # a message occupies one tile's port for `cycles`: that many cycles of one port's bytes
-        return self._new((tiles or ct.tiles) * port, cycles * port / ct.clock_hz)
-
     def tile_port(self, chip: int, tile: int, direction: int) -> int:
         """Resource of one tile's exchange port (direction 0: out, 1: in)."""
-        key = (chip, tile, direction)
-        res = self._tile_ports.get(key)
-        if res is None:
+        table = self._tile_ports.get(chip)
+        if table is not None and 0 <= tile < table.shape[1] and table[direction, tile] >= 0:
+            return int(table[direction, tile])
+        return int(self.tile_ports(np.array([chip]), np.array([tile]), direction)[0])
+
+    def tile_ports(self, chips: np.ndarray, tiles: np.ndarray, direction: int) -> np.ndarray:
+        """Resources of the ports of tiles ``tiles[i]`` of chips ``chips[i]`` (direction 0: out,
+        1: in), made where missing."""
+        out = np.empty(chips.size, dtype=np.int64)
+        order = np.argsort(chips, kind="stable")
+        sorted_chips = chips[order]
+        cut = np.flatnonzero(sorted_chips[1:] != sorted_chips[:-1]) + 1
+        for lo, hi in zip([0, *cut.tolist()], [*cut.tolist(), chips.size], strict=True):
+            idx = order[lo:hi]
+            chip = int(sorted_chips[lo])
             ct = self.system.chips[chip].type
-            if not 0 <= tile < ct.tiles:
-                raise ValueError(f"chip {chip} has tiles 0..{ct.tiles - 1}, not {tile}")
-            res = self._port(ct, 1, send=direction == 0)
-            self._tile_ports[key] = res
-        return res
+            ts = tiles[idx]
+            bad = (ts < 0) | (ts >= ct.tiles)
+            if bad.any():
+                raise ValueError(f"chip {chip} has tiles 0..{ct.tiles - 1}, not {ts[bad][0]}")
+            table = self._tile_ports.get(chip)
+            if table is None:
+                table = self._tile_ports[chip] = np.full((2, ct.tiles), -1, dtype=np.int64)
+            ids = table[direction, ts]
+            if (ids < 0).any():
+                missing = np.unique(ts[ids < 0])
+                costs = self._port_costs(ct, 1, send=direction == 0)
+                table[direction, missing] = self._new_many(missing.size, *costs)
+                ids = table[direction, ts]
+            out[idx] = ids
+        return out
 
     def engine(self, chip: int, kind: int) -> int | None:
         """The chip's egress, ingress or relay message engine; None where it costs nothing.

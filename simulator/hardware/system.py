@@ -3,6 +3,9 @@
 Routing rule: traffic between two chips of the same IPU-Link domain stays on IPU-Links (fewest
 hops, ties broken by the graph's construction order, so routes are deterministic); any other
 pair takes the path of least no-load latency through gateways and switches. Routes are cached.
+
+Paths are searched with :mod:`simulator.hardware.routing` (networkx's searches, written out);
+the networkx graph (``graph``) is built only when something reads it.
 """
 
 from __future__ import annotations
@@ -10,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from itertools import pairwise
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from simulator.hardware.model import (
     Channel,
@@ -22,6 +24,10 @@ from simulator.hardware.model import (
     SyncModel,
     SystemInfo,
 )
+from simulator.hardware.routing import Adjacency, fewest_hops, least_weight, reachable
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class NoRouteError(ValueError):
@@ -57,16 +63,22 @@ class System:
         for i, ch in enumerate(self.channels):
             if ch.id != i:
                 raise ValueError(f"channel ids must be 0..n-1 in order, got {ch.id} at {i}")
-        graph = nx.DiGraph()
-        graph.add_nodes_from(c.node for c in self.chips)
-        graph.add_nodes_from(nodes)
+        # nodes in the order the graph adds them: chips, the named nodes, then channel ends
+        order: dict[str, None] = dict.fromkeys(c.node for c in self.chips)
+        order.update(dict.fromkeys(nodes))
         self._between: dict[tuple[str, str], int] = {}
+        # channels out of / into each node, in channel order, weighted by latency
+        self._succ: Adjacency = {}
+        self._pred: Adjacency = {}
         for ch in self.channels:
             if (ch.src, ch.dst) in self._between:
                 raise ValueError(f"two channels {ch.src}->{ch.dst}: merge parallel links")
             self._between[(ch.src, ch.dst)] = ch.id
-            graph.add_edge(ch.src, ch.dst, channel=ch.id, latency=ch.latency_s)
-        self.graph = graph
+            order.setdefault(ch.src)
+            order.setdefault(ch.dst)
+            self._succ.setdefault(ch.src, {})[ch.dst] = ch.latency_s
+            self._pred.setdefault(ch.dst, {})[ch.src] = ch.latency_s
+        self._nodes = tuple(order)
         self._routes: dict[tuple[str, str], Route] = {}
         self._gateway_paths: dict[tuple[str, str], list[str]] = {}
         self._hosts: dict[int, str | None] = {}
@@ -80,21 +92,43 @@ class System:
     def chip(self, i: int) -> Chip:
         return self.chips[i]
 
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The system as a networkx graph: nodes, and one edge per channel with its ``channel``
+        id and ``latency`` (built on first use)."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from(c.node for c in self.chips)
+        graph.add_nodes_from(self._nodes)
+        for ch in self.channels:
+            graph.add_edge(ch.src, ch.dst, channel=ch.id, latency=ch.latency_s)
+        return graph
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Every node (chips, gateways, memories, hosts, switches) in the graph's order."""
+        return self._nodes
+
+    def successors(self, node: str) -> list[str]:
+        """Nodes that ``node`` has a channel to, in channel order."""
+        return list(self._succ.get(node, {}))
+
     def channel(self, src: str, dst: str) -> Channel | None:
         """The direct channel from ``src`` to ``dst``, if one exists."""
         cid = self._between.get((src, dst))
         return None if cid is None else self.channels[cid]
 
     @cached_property
-    def _domain_graphs(self) -> dict[int, nx.DiGraph]:
-        """Per IPU-Link domain: the subgraph of its chips and the IPU-Links between them.
+    def _domain_links(self) -> dict[int, tuple[Adjacency, Adjacency]]:
+        """Per IPU-Link domain: the IPU-Links between its chips, out of and into each node.
 
         An IPU-Link switch node (``sw:ipu<p>``, joined to chips by IPU-Link channels) belongs
         to the domain of the chips it is joined to, so switched fabrics also stay in-domain.
         """
-        out: dict[int, nx.DiGraph] = {}
+        out: dict[int, tuple[Adjacency, Adjacency]] = {}
         for chip in self.chips:
-            out.setdefault(chip.domain, nx.DiGraph()).add_node(chip.node)
+            out.setdefault(chip.domain, ({}, {}))
         domain_of = {c.node: c.domain for c in self.chips}
         chip_nodes = set(domain_of)
         for ch in self.channels:  # switch nodes take the domain of a chip they touch
@@ -104,7 +138,9 @@ class System:
         for ch in self.channels:
             d = domain_of.get(ch.src)
             if ch.kind == "ipu_link" and d is not None and domain_of.get(ch.dst) == d:
-                out[d].add_edge(ch.src, ch.dst)
+                succ, pred = out[d]
+                succ.setdefault(ch.src, {})[ch.dst] = 1.0
+                pred.setdefault(ch.dst, {})[ch.src] = 1.0
         return out
 
     def domains(self) -> dict[int, tuple[int, ...]]:
@@ -138,19 +174,23 @@ class System:
     def _path(self, src: str, dst: str) -> list[str]:
         chips = self._chip_by_node
         ca, cb = chips.get(src), chips.get(dst)
-        try:
-            if ca is not None and cb is not None and ca.domain == cb.domain:
-                g = self._domain_graphs[ca.domain]
-                if nx.has_path(g, src, dst):
-                    return list(nx.shortest_path(g, src, dst))
-            if ca is not None and cb is not None:
-                via = self._via_gateways(ca, cb)
-                if via is not None:
-                    return via
-            _, path = nx.bidirectional_dijkstra(self.graph, src, dst, weight="latency")
-            return list(path)
-        except (nx.NetworkXNoPath, nx.NodeNotFound) as exc:
-            raise NoRouteError(f"no route from {src} to {dst} in system {self.name}") from exc
+        if ca is not None and cb is not None and ca.domain == cb.domain:
+            found = fewest_hops(*self._domain_links[ca.domain], src, dst)
+            if found is not None:
+                return found
+        if ca is not None and cb is not None:
+            via = self._via_gateways(ca, cb)
+            if via is not None:
+                return via
+        path = self._least_latency(src, dst)
+        if path is None:
+            raise NoRouteError(f"no route from {src} to {dst} in system {self.name}")
+        return path
+
+    def _least_latency(self, src: str, dst: str) -> list[str] | None:
+        if src not in self._node_set or dst not in self._node_set:
+            return None
+        return least_weight(self._succ, self._pred, src, dst)
 
     def _via_gateways(self, a: Chip, b: Chip) -> list[str] | None:
         """Chip -> its machine's gateway -> (cached gateway-to-gateway path) -> gateway -> chip.
@@ -169,8 +209,10 @@ class System:
             if middle is not None:
                 self._gateway_paths[key] = middle
         if middle is None:
-            _, found = nx.bidirectional_dijkstra(self.graph, ga, gb, weight="latency")
-            middle = self._gateway_paths[key] = list(found)
+            found = self._least_latency(ga, gb)
+            if found is None:
+                raise ValueError(f"no route from {a.node} to {b.node} in system {self.name}")
+            middle = self._gateway_paths[key] = found
         return [a.node, *middle, b.node]
 
     def _via_switch(self, ga: str, gb: str) -> list[str] | None:
@@ -189,7 +231,7 @@ class System:
     def _switches_of(self, node: str) -> list[str]:
         hit = self._switch_cache.get(node)
         if hit is None:
-            hit = [n for n in self.graph.successors(node) if n.startswith("sw:")]
+            hit = [n for n in self.successors(node) if n.startswith("sw:")]
             self._switch_cache[node] = hit
         return hit
 
@@ -199,6 +241,10 @@ class System:
         if chip is not None and chans and self.channels[chans[0]].kind == "ipu_link":
             lat += chip.type.link_egress_latency_s
         return lat
+
+    @cached_property
+    def _node_set(self) -> frozenset[str]:
+        return frozenset(self._nodes)
 
     @cached_property
     def _chip_by_node(self) -> dict[str, Chip]:
@@ -213,7 +259,7 @@ class System:
         gateway = f"gw:{self.chips[chip].machine}"
         if (self.chips[chip].node, gateway) in self._between:
             # a host on the chip's own gateway is nearer than any reached through another
-            for node in self.graph.successors(gateway):
+            for node in self.successors(gateway):
                 if isinstance(node, str) and node.startswith("host:"):
                     lat = self.route(node, self.chips[chip].node).latency_s
                     if best is None or (lat, node) < best:
@@ -221,7 +267,7 @@ class System:
             if best is not None:
                 self._hosts[chip] = best[1]
                 return best[1]
-        for node in self.graph.nodes:
+        for node in self._nodes:
             if isinstance(node, str) and node.startswith("host:"):
                 try:
                     lat = self.route(node, self.chips[chip].node).latency_s
@@ -299,7 +345,7 @@ class System:
         if self.num_chips <= 1:
             return ()
         start = self.chips[0].node
-        forward = nx.descendants(self.graph, start)
-        backward = nx.ancestors(self.graph, start)
+        forward = reachable(self._succ, start)
+        backward = reachable(self._pred, start)
         both = forward & backward
         return tuple(c.id for c in self.chips[1:] if c.node not in both)

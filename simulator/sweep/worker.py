@@ -9,10 +9,8 @@ point gives byte-identical text on any worker.
 
 from __future__ import annotations
 
-import os
 import traceback
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,41 +40,21 @@ class PointRecord:
     power_W: float | None
 
 
-@lru_cache(maxsize=32)
-def _system(path: str, stamp: tuple[int, ...]) -> Any:
-    from simulator.hardware.build import load_system
-
-    return load_system(path)
-
-
-def cached_system(loaded: Any) -> Any:
-    """The scenario's System, built once per process for a named topology (a System is
-    immutable after construction). Keyed by the resolved file and the modification times of
-    it and the chip file it names; inline topologies and scenarios that override the hosts
-    are built every time."""
-    from simulator.config import paths
-    from simulator.run import build_system
-    from simulator.sweep.points import _chip_name
-
-    topo = loaded.scenario.topology
-    if not isinstance(topo, str) or loaded.scenario.hosts is not None:
-        return build_system(loaded)
-    try:
-        path = paths.resolve(topo, "system", relative_to=loaded.path)
-        chip = _chip_name(path)
-        chip_path = paths.resolve(chip, "chip", relative_to=path) if chip else None
-    except Exception:
-        return build_system(loaded)  # let the regular path report the problem
-    files = [path] + ([chip_path] if chip_path else [])
-    stamp = tuple(os.stat(f).st_mtime_ns for f in files)
-    return _system(str(path.resolve()), stamp)
+#: per worker process: systems and plans of earlier points, and the results of baselines
+#: that several points share (a sweep's runs depend on nothing but their scenario data)
+_CACHE: Any = None
 
 
 def simulate(loaded: Any, baseline: bool) -> Any:
-    """:func:`simulator.run.run_loaded` with the system taken from the process cache."""
+    """:func:`simulator.run.run_loaded` with this process's run cache
+    (:class:`~simulator.runcache.RunCache`)."""
+    global _CACHE
     from simulator.run import run_loaded
+    from simulator.runcache import RunCache
 
-    return run_loaded(loaded, baseline=baseline, system=cached_system(loaded))
+    if _CACHE is None:
+        _CACHE = RunCache(size=32, results=True)
+    return run_loaded(loaded, baseline=baseline, cache=_CACHE)
 
 
 def run_point(task: PointTask) -> PointRecord:

@@ -1,10 +1,12 @@
 """The ``sweep``, ``results export`` and ``plan`` commands of ``ipusim`` (docs/sweeps.md).
 
-Registered by :func:`simulator.cli.build_parser`; heavy imports (pandas, dask) happen only
-when a command runs. Exit codes follow DESIGN.md § Contracts: 2 for invalid input (the sweep
-or plan file, the store, an unreachable Dask address) with nothing written; 1 when a worker
-process died (the finished points are stored; run again to continue).
-``ipusim plan`` exits 0 when a configuration meets the target and 3 when none does.
+Registered by :func:`simulator.cli.build_parser`; the sweep machinery (and pandas, dask) is
+imported only when a command runs. This module lives outside :mod:`simulator.sweep` so that
+building the parser (``ipusim --help``) does not import that package. Exit codes follow
+DESIGN.md § Contracts: 2 for invalid input (the sweep or plan file, the store, an unreachable
+Dask address) with nothing written; 1 when a worker process died (the finished points are
+stored; run again to continue). ``ipusim plan`` exits 0 when a configuration meets the target
+and 3 when none does.
 """
 
 from __future__ import annotations

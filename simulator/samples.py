@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from simulator.breakdown import step_breakdown
@@ -95,6 +94,8 @@ def cut_off(system: System, plan: Plan) -> str | None:
     used = sorted({c for n in plan.graph.nodes for c in chips_of(n.task)})
     if len(used) < 2:
         return None
+    import networkx as nx  # only runs with failed links get here (start-up time of the others)
+
     component: dict[str, int] = {}
     for i, nodes in enumerate(nx.strongly_connected_components(system.graph)):
         component.update(dict.fromkeys(nodes, i))

@@ -231,8 +231,6 @@ def check_blocks(
         data = get_path(doc.data, at)
     if not isinstance(data, Mapping):
         return
-    from simulator.config.load import set_path
-
     for key in data.get("calibrated") or {}:
         _target(doc, at, data, "calibrated", str(key))
     for key, entry in (data.get("assumptions") or {}).items():
@@ -253,7 +251,7 @@ def check_blocks(
             raise _error(doc, at, where, f"range [{low:g}, {high:g}]: low is above high")
         path = parse_key_path(key, doc.file)
         for end, which in ((low, "low"), (high, "high")):
-            trial = set_path(dict(data), path, end)
+            trial = _replaced(data, path, end)
             try:
                 model.model_validate(trial)
             except ValidationError as exc:
@@ -263,6 +261,18 @@ def check_blocks(
                     f"the {which} end {render_value(end)} is not a valid value of {key}: "
                     f"{first['msg']}",
                 ) from None  # fmt: skip
+
+
+def _replaced(data: Any, path: KeyPath, value: Any) -> Any:
+    """``data`` with ``value`` at ``path``, a path :func:`_target` found: only the mappings and
+    lists along it are copied, the rest is shared (validation only reads it; a deep copy of
+    the whole file for each end of each assumption was most of a small run's loading time)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    out = list(data) if isinstance(data, list) else dict(data)
+    out[head] = _replaced(data[head], rest, value)  # type: ignore[index]
+    return out
 
 
 def records(

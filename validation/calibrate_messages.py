@@ -39,6 +39,7 @@ from simulator.config.yamlio import load_document
 from simulator.hardware.build import build_system, load_chip_type
 from simulator.hardware.model import ChipType
 from simulator.hardware.system import System
+from simulator.metrics import CommResult
 from simulator.run import run_loaded
 from validation.jia19 import ROOT
 
@@ -94,6 +95,7 @@ def time_us(
     """``time_s`` of a comm scenario on the modified server, in µs."""
     loaded = load_scenario(ROOT / scenario, list(overrides))
     outcome = run_loaded(loaded, system=mk1_with(values, base), baseline=False)
+    assert isinstance(outcome.result, CommResult), f"{scenario} is not a comm scenario"
     return float(outcome.result.time_s) * 1e6
 
 

@@ -21,6 +21,7 @@ import strategies  # noqa: F401 - registers the comm strategy
 from simulator.config.base import PositiveFloat, SchemaVersion, StrictModel
 from simulator.config.load import validate
 from simulator.config.yamlio import load_document
+from simulator.metrics import CommResult
 from simulator.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,4 +244,5 @@ class Predicted:
 def predict_case(p: Prediction) -> Predicted:
     """Run a prediction's scenario."""
     result = run_scenario(ROOT / p.scenario, tuple(p.set)).result
+    assert isinstance(result, CommResult), f"{p.scenario} is not a comm scenario"
     return Predicted(p, result.time_s, result.bandwidth_GBps, result.messages)

@@ -199,6 +199,11 @@ def calibrate() -> dict[tuple[str, str | None, str], Constant]:
     return out
 
 
+def _scale_line(c: Constant) -> Callable[[re.Match[str]], str]:
+    """The replacement of a ``compute_scale:`` line by ``c``, its value and note."""
+    return lambda m: f"{m.group(1)}{c.value:.4f}  # {c.note}"
+
+
 def write_constants(constants: dict[tuple[str, str | None, str], Constant]) -> list[Path]:
     """Write each constant into the scenarios of its model (and round)."""
     written: set[Path] = set()
@@ -206,7 +211,7 @@ def write_constants(constants: dict[tuple[str, str | None, str], Constant]) -> l
         for path in scenarios_of(model, rnd):
             text = path.read_text()
             if key == SCALE_KEY:
-                new, n = _SCALE.subn(lambda m, c=c: f"{m.group(1)}{c.value:.4f}  # {c.note}", text)
+                new, n = _SCALE.subn(_scale_line(c), text)
                 if n != 1:
                     raise SystemExit(f"{path}: expected one 'compute_scale:' line, found {n}")
             else:
@@ -263,8 +268,9 @@ def write_calibrated_blocks() -> list[Path]:
     for path in sorted((ROOT / "scenarios" / "mlperf").glob("*.yaml")):
         text = path.read_text()
         block = calibrated_block(path)
-        if _CALIBRATED.search(text):
-            new = _CALIBRATED.sub(lambda _m, b=block: b, text, count=1)
+        found = _CALIBRATED.search(text)
+        if found:
+            new = text[: found.start()] + block + text[found.end() :]
         else:
             new = text.rstrip("\n") + "\n" + block
         if new != text:

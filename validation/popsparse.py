@@ -94,7 +94,7 @@ def evaluate(ct: ChipType | None = None) -> list[Outcome]:
     return [Outcome(r, model_value(r, ct)) for r in data()["records"]]
 
 
-def with_constants(ct: ChipType, eta16: float | None = None, **sparse: float) -> ChipType:
+def with_constants(ct: ChipType, eta16: float | None = None, **sparse: Any) -> ChipType:
     """``ct`` with other calibrated constants (for the solver)."""
     cost, sm = ct.cost, ct.sparse
     assert cost is not None and sm is not None

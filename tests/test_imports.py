@@ -93,13 +93,13 @@ def test_a_comm_run_loads_only_the_comm_strategy() -> None:
 
 def test_declared_strategy_modules_match_what_registers() -> None:
     """Every strategy type is declared with the module that registers it (a module that
-    registers an undeclared type would only be found after something imported it)."""
+    registers an undeclared type would only be found after something imported it). Every
+    module is imported, those inside strategy packages (``strategies.moe.strategy``) too."""
     code = (
         "import importlib, pkgutil, strategies\n"
         "from simulator import strategy\n"
-        "for m in pkgutil.iter_modules(strategies.__path__):\n"
-        "    if not m.ispkg:\n"
-        "        importlib.import_module('strategies.' + m.name)\n"
+        "for m in pkgutil.walk_packages(strategies.__path__, 'strategies.'):\n"
+        "    importlib.import_module(m.name)\n"
         "import json\n"
         "owner = {n: type(s).__module__ for n, s in strategy._REGISTRY.items()}\n"
         "print(json.dumps([owner, strategies.STRATEGY_MODULES]))"
@@ -109,3 +109,4 @@ def test_declared_strategy_modules_match_what_registers() -> None:
     ).stdout
     registered, declared = json.loads(out.splitlines()[-1])
     assert registered == declared
+

@@ -4,7 +4,7 @@
 Without it, a pipeline holds every expert of a ``moe_ffn`` layer on the chip of its stage (the
 layer costed as the layer algebra counts it: the router plus top-k experts per token). With it,
 the R chips that hold the same stage in the R replicas share that stage's experts as the
-``moe`` strategy's chips do (:class:`~strategies.moe_routing.Placement`): E >= R experts, E/R on
+``moe`` strategy's chips do (:class:`~strategies.moe.routing.Placement`): E >= R experts, E/R on
 each chip and one all-to-all group; E < R, groups of E chips, each chip one expert's replica.
 Per micro-batch and MoE layer, each chip routes its own tokens (T = micro-batch x sequence):
 
@@ -43,7 +43,7 @@ from simulator.strategy import Plan, PlanContext
 from simulator.workloads import layers as L
 from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.model import Model
-from strategies.moe_routing import Placement, capacity
+from strategies.moe.routing import Placement, capacity
 from strategies.tensor.passes import Parts, ReplicaGroups
 from strategies.tensor.shard import Comm, LayerSplit
 from strategies.tensor.split import SplitPlan

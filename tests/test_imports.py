@@ -110,3 +110,44 @@ def test_declared_strategy_modules_match_what_registers() -> None:
     registered, declared = json.loads(out.splitlines()[-1])
     assert registered == declared
 
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names a source file imports (anywhere in it, lazy imports included)."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_reference_runs_never_import_the_simulator() -> None:
+    """The NumPy reference runs (``strategies/reference/``, and each strategy package's
+    ``reference*.py`` beside its plan, e.g. ``strategies/moe/reference.py``) count their work
+    themselves: neither they nor any ``strategies`` module they import, followed through, may
+    import ``simulator``, or a plan's code could leak into the counts they are checked with."""
+    todo = [
+        *sorted((ROOT / "strategies" / "reference").glob("*.py")),
+        *sorted((ROOT / "strategies").glob("*/reference*.py")),
+    ]
+    assert ROOT / "strategies" / "moe" / "reference.py" in todo
+    seen: set[Path] = set()
+    bad: list[str] = []
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in sorted(_imports(path)):
+            if name == "simulator" or name.startswith("simulator."):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+            elif name.startswith("strategies."):
+                module = ROOT.joinpath(*name.split("."))
+                if module.with_suffix(".py").is_file():
+                    todo.append(module.with_suffix(".py"))
+    assert ROOT / "strategies" / "moe" / "gating.py" in seen
+    assert bad == []

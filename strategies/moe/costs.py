@@ -10,6 +10,7 @@ memory plan (:mod:`.strategy`) read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from simulator.config import workload as spec
 from simulator.hardware.model import ChipType
@@ -103,12 +104,31 @@ def router_layer(ms: MoeShape, noisy: bool) -> L.Layer:
     )
 
 
-def expert_params(ms: MoeShape) -> int:
+class ExpertShape(Protocol):
+    """What sizes an expert's FFN: a :class:`MoeShape` or a model's ``MoeFfnSpec``."""
+
+    @property
+    def hidden(self) -> int: ...
+    @property
+    def intermediate(self) -> int: ...
+    @property
+    def bias(self) -> bool: ...
+    @property
+    def gated(self) -> bool: ...
+
+
+def expert_params(ms: ExpertShape) -> int:
     """Parameters of one expert's FFN (weights, and biases if the experts have them)."""
     ups = 2 if ms.gated else 1
     return (ups + 1) * ms.hidden * ms.intermediate + (
         (ups * ms.intermediate + ms.hidden) if ms.bias else 0
     )
+
+
+def expert_row_elems(ms: ExpertShape) -> int:
+    """Activation elements an expert stores per row it computes: the dispatched input, the
+    FFN's intermediates (two, three when gated) and the output."""
+    return (3 if ms.gated else 2) * ms.intermediate + 2 * ms.hidden
 
 
 @dataclass
@@ -162,4 +182,12 @@ class Costs:
         return stage_cost([layer], [input_grad], tp1, self.ct)
 
 
-__all__ = ["Costs", "MoeShape", "expert_params", "moe_layers", "router_layer"]
+__all__ = [
+    "Costs",
+    "ExpertShape",
+    "MoeShape",
+    "expert_params",
+    "expert_row_elems",
+    "moe_layers",
+    "router_layer",
+]

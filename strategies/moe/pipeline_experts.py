@@ -43,6 +43,7 @@ from simulator.strategy import Plan, PlanContext
 from simulator.workloads import layers as L
 from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.model import Model
+from strategies.moe.costs import expert_params, expert_row_elems
 from strategies.moe.routing import Placement, capacity
 from strategies.tensor.passes import Parts, ReplicaGroups
 from strategies.tensor.shard import Comm, LayerSplit
@@ -78,13 +79,6 @@ class MoeLayer:
     rows: int  # rows one chip's experts compute per micro-batch
     pair_rows: int  # rows one chip sends to one other chip of its group per micro-batch
     expert_params: int
-
-
-def _expert_params(s: spec.MoeFfnSpec) -> int:
-    ups = 2 if s.gated else 1
-    return (ups + 1) * s.hidden * s.intermediate + (
-        (ups * s.intermediate + s.hidden) if s.bias else 0
-    )
 
 
 def _router(x: L.Layer, s: spec.MoeFfnSpec) -> L.Layer:
@@ -304,9 +298,9 @@ def split_experts(
         cap = capacity(tp.micro_batch * seq, s.experts, s.top_k, cf)
         local = len(place.experts_on(0))
         rows = local * place.group_size * cap
-        m = MoeLayer(s, place, cap, rows, local * cap, _expert_params(s))
+        m = MoeLayer(s, place, cap, rows, local * cap, expert_params(s))
         moe[i] = m
-        per_row = (3 if s.gated else 2) * s.intermediate + 2 * s.hidden
+        per_row = expert_row_elems(s)
         layers[i] = replace(
             x,
             params=_router(x, s).params + local * m.expert_params,

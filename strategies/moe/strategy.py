@@ -36,7 +36,13 @@ from simulator.config.limits import LIMITS_DOC, MAX_ROUTING_CELLS
 from simulator.strategy import Plan, PlanContext, register
 from simulator.workloads.memory import MemoryPlan
 from simulator.workloads.model import Model
-from strategies.moe.costs import Costs, expert_params, moe_layers, router_layer
+from strategies.moe.costs import (
+    Costs,
+    expert_params,
+    expert_row_elems,
+    moe_layers,
+    router_layer,
+)
 from strategies.moe.graph import Built, StepGraph
 from strategies.moe.params import MoeParams
 from strategies.moe.routing import Placement, Traffic, capacity, routing_counts, traffic
@@ -88,7 +94,7 @@ def _memory(
     micro-batch), the dispatched input, the FFN's two intermediates and the output."""
     ms = costs.ms
     local = len(place.experts_on(chip))
-    per_row = (3 if ms.gated else 2) * ms.intermediate + 2 * ms.hidden
+    per_row = expert_row_elems(ms)
     layers, k = [], 0
     for x in model.layers:
         if x.kind == "moe_ffn":

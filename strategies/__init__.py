@@ -22,7 +22,7 @@ STRATEGY_MODULES: dict[str, str] = {
     "ensemble": "strategies.ensemble",
     "kernel": "strategies.kernel",
     "local": "strategies.local",
-    "moe": "strategies.moe",
+    "moe": "strategies.moe.strategy",
     "pipeline": "strategies.pipeline",
     "random_subspace": "strategies.random_subspace",
 }

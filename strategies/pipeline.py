@@ -29,7 +29,7 @@ from simulator.engine.tasks import ALGORITHMS, Sync, Transfer
 from simulator.strategy import Plan, PlanContext, register
 from simulator.workloads.model import Model
 from strategies import placement
-from strategies.pipeline_moe import ExpertKeys
+from strategies.moe.pipeline_experts import ExpertKeys
 from strategies.pipeline_step import input_feed, step_end, weights_in
 from strategies.schedule import Schedule, device_orders, in_flight
 from strategies.tensor.keys import TensorKeys
@@ -249,6 +249,7 @@ def build_graph(ctx: PlanContext, model: Model, tp: TrainingParams, lay: Layout)
         cost = c.forward if phase == "F" else c.recompute if phase == "R" else c.backward
         kind: Literal["compute", "recompute"] = "recompute" if phase == "R" else "compute"
         return add_phase(g, chip, cost, system.chips[chip].type, deps, label, kind=kind)
+
     orders = device_orders(lay.schedule, k, m, lay.chunks)
     scope = lay.all_chips()
     feed = input_feed(ctx, lay, model, tp)
@@ -436,7 +437,7 @@ class Pipeline:
 
             lay = split_layout(ctx, lay, model, t, p.tensor_collective)
         if p.expert_parallel:
-            from strategies.pipeline_moe import split_experts
+            from strategies.moe.pipeline_experts import split_experts
 
             lay = split_experts(ctx, lay, model, training_params(ctx), p.capacity_factor)
         elif "capacity_factor" in p.model_fields_set:

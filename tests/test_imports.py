@@ -93,13 +93,13 @@ def test_a_comm_run_loads_only_the_comm_strategy() -> None:
 
 def test_declared_strategy_modules_match_what_registers() -> None:
     """Every strategy type is declared with the module that registers it (a module that
-    registers an undeclared type would only be found after something imported it)."""
+    registers an undeclared type would only be found after something imported it). Every
+    module is imported, those inside strategy packages (``strategies.moe.strategy``) too."""
     code = (
         "import importlib, pkgutil, strategies\n"
         "from simulator import strategy\n"
-        "for m in pkgutil.iter_modules(strategies.__path__):\n"
-        "    if not m.ispkg:\n"
-        "        importlib.import_module('strategies.' + m.name)\n"
+        "for m in pkgutil.walk_packages(strategies.__path__, 'strategies.'):\n"
+        "    importlib.import_module(m.name)\n"
         "import json\n"
         "owner = {n: type(s).__module__ for n, s in strategy._REGISTRY.items()}\n"
         "print(json.dumps([owner, strategies.STRATEGY_MODULES]))"
@@ -109,3 +109,45 @@ def test_declared_strategy_modules_match_what_registers() -> None:
     ).stdout
     registered, declared = json.loads(out.splitlines()[-1])
     assert registered == declared
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names a source file imports (anywhere in it, lazy imports included)."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_reference_runs_never_import_the_simulator() -> None:
+    """The NumPy reference runs (``strategies/reference/``, and each strategy package's
+    ``reference*.py`` beside its plan, e.g. ``strategies/moe/reference.py``) count their work
+    themselves: neither they nor any ``strategies`` module they import, followed through, may
+    import ``simulator``, or a plan's code could leak into the counts they are checked with."""
+    todo = [
+        *sorted((ROOT / "strategies" / "reference").glob("*.py")),
+        *sorted((ROOT / "strategies").glob("*/reference*.py")),
+    ]
+    assert ROOT / "strategies" / "moe" / "reference.py" in todo
+    seen: set[Path] = set()
+    bad: list[str] = []
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in sorted(_imports(path)):
+            if name == "simulator" or name.startswith("simulator."):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+            elif name.startswith("strategies."):
+                module = ROOT.joinpath(*name.split("."))
+                if module.with_suffix(".py").is_file():
+                    todo.append(module.with_suffix(".py"))
+    assert ROOT / "strategies" / "moe" / "gating.py" in seen
+    assert bad == []

@@ -4,7 +4,7 @@ For each configuration — an inline model that *is* the reference network (embe
 a residual MoE layer of E ReLU experts d -> h -> d with a bias-free router, a dense classifier),
 on the 4 IPUs of an M2000, fp32 — the real planner builds the plan from a scenario file with
 ``routing: reference`` (the reference router on the scenario seed), and
-:func:`strategies.reference.moe.reference_moe_ledger` *runs* one step of the same configuration.
+:func:`strategies.moe.reference.reference_moe_ledger` *runs* one step of the same configuration.
 Compared with ``==``:
 
 * routed and dropped assignments per (micro-batch, source chip, expert);
@@ -34,7 +34,7 @@ import yaml
 import strategies  # noqa: F401 - registers the strategies
 from simulator.engine.tasks import Collective, Compute, Transfer
 from simulator.run import Outcome, run_scenario
-from strategies.reference.moe import TAGS, MoeConfig, MoeLedgerSummary, reference_moe_ledger
+from strategies.moe.reference import TAGS, MoeConfig, MoeLedgerSummary, reference_moe_ledger
 
 SEQ = 8
 

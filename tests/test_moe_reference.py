@@ -1,4 +1,4 @@
-"""The NumPy MoE reference run (strategies/reference/moe.py) does the real algorithm.
+"""The NumPy MoE reference run (strategies/moe/reference.py) does the real algorithm.
 
 * its backward pass is the gradient of its loss (cross-entropy + Switch balance loss): central
   differences in fp64 on weights of every kind (classifier, router gate and noise, embedding,
@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from strategies.reference.moe import (
+from strategies.moe.reference import (
     MoeConfig,
     MoeModel,
     expert_capacity,

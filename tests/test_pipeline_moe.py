@@ -1,5 +1,5 @@
 """MoE layers inside pipeline stages, experts spread over the stage's replicas
-(strategies/pipeline_moe.py): the plan equals the MoE reference run's ledger on the stage's
+(strategies/moe/pipeline_experts.py): the plan equals the MoE reference run's ledger on the stage's
 chips, exactly; what cannot be done exits 2 naming the key.
 
 The model is the MoE reference network (tests/test_moe_plan.py: embedding, a residual MoE
@@ -24,7 +24,7 @@ import strategies  # noqa: F401 - registers the strategies
 from simulator.cli import main
 from simulator.engine.tasks import Collective, Compute
 from simulator.run import run_scenario
-from strategies.reference.moe import TAGS, MoeConfig, reference_moe_ledger
+from strategies.moe.reference import TAGS, MoeConfig, reference_moe_ledger
 from tests.helpers import inline_gc200_ring
 from tests.test_moe_plan import SEQ, model
 
@@ -69,7 +69,7 @@ def test_pipeline_moe_equals_the_reference_ledger(case: str) -> None:
     led = reference_moe_ledger(cfg)
     lay = out.plan.info["layout"]
     split = lay.shard
-    (i, moe), = split.moe.items()
+    ((i, moe),) = split.moe.items()
     d = next(k for k in range(lay.stages) if i in lay.vstage_layers[k])
     chip_of = [lay.chips[r][d] for r in range(lay.replicas)]  # reference device -> chip
     device_of = {c: r for r, c in enumerate(chip_of)}

@@ -36,7 +36,8 @@ from simulator.config.load import validate
 from simulator.config.scenario import load_scenario
 from simulator.config.topology import SystemFile
 from simulator.config.yamlio import load_document
-from simulator.hardware.build import build_system, load_chip_type
+from simulator.hardware.build import load_chip_type
+from simulator.hardware.generate import build_system
 from simulator.hardware.model import ChipType
 from simulator.hardware.system import System
 from simulator.metrics import CommResult

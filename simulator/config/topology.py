@@ -9,7 +9,7 @@ so that a 1,024-chip system is as short as a 4-chip one and cannot disagree with
 
 Only single values are checked here (types, ranges). Checks that relate keys to each other or
 need the chip type or the whole graph (torus shape vs chip count, pods without GW-Links, links
-per chip, connectivity, edges naming missing chips) live in :mod:`simulator.hardware.build`,
+per chip, connectivity, edges naming missing chips) live in :mod:`simulator.hardware.generate`,
 which reports each at the key that causes it.
 """
 

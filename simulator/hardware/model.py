@@ -1,8 +1,9 @@
 """Internal hardware description in SI units — the contract between the topology builder
 (:mod:`simulator.hardware.build`) and the engine.
 
-Nothing here reads YAML: :mod:`simulator.hardware.build` converts validated topology files
-(unit-suffixed keys) into these objects through :mod:`simulator.units`.
+Nothing here reads YAML: :mod:`simulator.hardware.build` (chip files, and the files of a
+system) and :mod:`simulator.hardware.generate` (a system's chips and channels) convert validated
+topology files (unit-suffixed keys) into these objects through :mod:`simulator.units`.
 
 Nodes of the system graph are strings: ``ipu:<i>`` (chip i), ``gw:<m>`` (gateway of machine m),
 ``ddr:<m>`` (Streaming Memory of machine m), ``host:<h>``, ``sw:<name>`` (a switch). A physical

@@ -7,7 +7,7 @@ pod 0 and pod 63; the order of the returned bundles is fixed by the pattern, whi
 ids, routes and ``topology show`` output deterministic.
 
 Range checks that need file positions (an explicit edge naming a chip that does not exist) are
-done by :mod:`simulator.hardware.build` before calling these functions.
+done by :mod:`simulator.hardware.generate` before calling these functions.
 """
 
 from __future__ import annotations

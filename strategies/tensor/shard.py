@@ -80,7 +80,7 @@ class Comm:
     what: str  # output, input, output gradient, input gradient, loss max, loss sums
     fp32: bool = False  # loss terms are reduced in fp32 whatever the dtype
     #: ``tensor``: over the stage's tensor group; ``replicas``: over the stage's chips in every
-    #: replica (expert parallelism, strategies/pipeline_moe.py)
+    #: replica (expert parallelism, strategies/moe/pipeline_experts.py)
     scope: Literal["tensor", "replicas"] = "tensor"
     batched: bool = True  # elems per sample (x micro-batch); False: per micro-batch already
 

@@ -1,6 +1,6 @@
 """What the pipeline planner asks of a layout whose layers are split: the protocol shared by
 tensor groups (:class:`strategies.tensor.layout.Sharded`) and experts spread over a stage's
-replicas (:class:`strategies.pipeline_moe.ExpertSplit`), with the answers they share.
+replicas (:class:`strategies.moe.pipeline_experts.ExpertSplit`), with the answers they share.
 
 The planner (:mod:`strategies.pipeline`, :mod:`strategies.pipeline_step`,
 :mod:`strategies.summary`) holds one as ``Layout.shard`` and asks it for the layers one chip

@@ -16,7 +16,7 @@ from simulator.engine.trace import Trace
 from simulator.metrics import EngineStats, TrainingAnalytic, TrainingResult
 from simulator.strategy import Plan, PlanContext
 from simulator.workloads.layers import DTYPE_BYTES
-from strategies.moe_routing import Traffic
+from strategies.moe.routing import Traffic
 from strategies.summary import chip_breakdown, memory_seconds, result_fields
 from strategies.training import describe_memory, gradient_bytes
 

@@ -4,7 +4,7 @@
 Without it, a pipeline holds every expert of a ``moe_ffn`` layer on the chip of its stage (the
 layer costed as the layer algebra counts it: the router plus top-k experts per token). With it,
 the R chips that hold the same stage in the R replicas share that stage's experts as the
-``moe`` strategy's chips do (:class:`~strategies.moe_routing.Placement`): E >= R experts, E/R on
+``moe`` strategy's chips do (:class:`~strategies.moe.routing.Placement`): E >= R experts, E/R on
 each chip and one all-to-all group; E < R, groups of E chips, each chip one expert's replica.
 Per micro-batch and MoE layer, each chip routes its own tokens (T = micro-batch x sequence):
 
@@ -43,7 +43,8 @@ from simulator.strategy import Plan, PlanContext
 from simulator.workloads import layers as L
 from simulator.workloads.layers import DTYPE_BYTES
 from simulator.workloads.model import Model
-from strategies.moe_routing import Placement, capacity
+from strategies.moe.costs import expert_params, expert_row_elems
+from strategies.moe.routing import Placement, capacity
 from strategies.tensor.passes import Parts, ReplicaGroups
 from strategies.tensor.shard import Comm, LayerSplit
 from strategies.tensor.split import SplitPlan
@@ -78,13 +79,6 @@ class MoeLayer:
     rows: int  # rows one chip's experts compute per micro-batch
     pair_rows: int  # rows one chip sends to one other chip of its group per micro-batch
     expert_params: int
-
-
-def _expert_params(s: spec.MoeFfnSpec) -> int:
-    ups = 2 if s.gated else 1
-    return (ups + 1) * s.hidden * s.intermediate + (
-        (ups * s.intermediate + s.hidden) if s.bias else 0
-    )
 
 
 def _router(x: L.Layer, s: spec.MoeFfnSpec) -> L.Layer:
@@ -304,9 +298,9 @@ def split_experts(
         cap = capacity(tp.micro_batch * seq, s.experts, s.top_k, cf)
         local = len(place.experts_on(0))
         rows = local * place.group_size * cap
-        m = MoeLayer(s, place, cap, rows, local * cap, _expert_params(s))
+        m = MoeLayer(s, place, cap, rows, local * cap, expert_params(s))
         moe[i] = m
-        per_row = (3 if s.gated else 2) * s.intermediate + 2 * s.hidden
+        per_row = expert_row_elems(s)
         layers[i] = replace(
             x,
             params=_router(x, s).params + local * m.expert_params,

@@ -43,13 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from strategies.reference.ledger import (
-    NUMPY_DTYPES,
-    CountingCommunicator,
-    Ledger,
-    LedgerSummary,
-)
-from strategies.reference.moe_gating import (
+from strategies.moe.gating import (
     TAGS,
     Gating,
     MoeConfig,
@@ -63,6 +57,12 @@ from strategies.reference.moe_gating import (
     noise_rng,
     router_counts,
     token_ids,
+)
+from strategies.reference.ledger import (
+    NUMPY_DTYPES,
+    CountingCommunicator,
+    Ledger,
+    LedgerSummary,
 )
 from strategies.reference.nn import Ops, softmax_cross_entropy
 

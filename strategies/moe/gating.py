@@ -1,7 +1,7 @@
 """The MoE reference run's routing half: configuration, generated tokens, noisy top-k gating,
 capacity and the router-only counts the plan's ``routing: reference`` uses.
 
-See :mod:`strategies.reference.moe` for the whole algorithm and its ledger.
+See :mod:`strategies.moe.reference` for the whole algorithm and its ledger.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Pure functions of counts (no task graph), so the plan, its summary and the tests share them.
 The conventions (docs/strategies/moe.md) are the reference run's
-(:mod:`strategies.reference.moe`), computed here independently:
+(:mod:`strategies.moe.reference`), computed here independently:
 
 * **Placement** over N chips: E >= N: chip ``e // (E/N)`` holds expert e, one group of all N
   chips; E < N: N/E groups of E consecutive chips, chip ``g E + e`` holds a replica of expert e
@@ -123,11 +123,11 @@ def routing_counts(
 ) -> np.ndarray:
     """Assignments per (MoE layer, micro-batch, source chip, expert), before capacity.
 
-    ``reference`` runs the NumPy reference router (:func:`strategies.reference.moe.router_counts`)
+    ``reference`` runs the NumPy reference router (:func:`strategies.moe.reference.router_counts`)
     on the scenario seed; ``zipf`` draws from the scenario seed; ``uniform`` is deterministic.
     """
     if routing == "reference":
-        from strategies.reference.moe import router_counts
+        from strategies.moe.reference import router_counts
 
         return router_counts(
             seed=seed,

@@ -149,11 +149,22 @@ def scenarios_of(model: str, rnd: str | None = None) -> list[Path]:
     """The MLPerf scenarios of a model (and round), and any other scenario that declares it is
     calibrated as one (a ``# calibrated as: mlperf <model> <round>`` line: e.g. the sparse BERT
     scenarios built on the v2.0 configuration)."""
-    pattern = f"{model}-{rnd}-*.yaml" if rnd else f"{model}-v*.yaml"
-    out = set((ROOT / "scenarios" / "mlperf").glob(pattern))
-    mark = re.compile(rf"^# calibrated as: mlperf {re.escape(model)} {re.escape(rnd or '')}", re.M)
+    return [
+        path
+        for path in calibrated_scenarios()
+        if _series(path)[0] == model and (rnd is None or _series(path)[1] == rnd)
+    ]
+
+
+_MARK = re.compile(r"^# calibrated as: mlperf (\S+) (v\d+\.\d+)", re.M)
+
+
+def calibrated_scenarios() -> list[Path]:
+    """Every scenario that carries MLPerf-calibrated constants: scenarios/mlperf/ and the
+    scenarios elsewhere marked ``# calibrated as: mlperf <model> <round>``."""
+    out = set((ROOT / "scenarios" / "mlperf").glob("*.yaml"))
     for path in (ROOT / "scenarios").rglob("*.yaml"):
-        if path.parent.name != "mlperf" and mark.search(path.read_text()):
+        if path.parent.name != "mlperf" and _MARK.search(path.read_text()):
             out.add(path)
     return sorted(out)
 
@@ -253,7 +264,7 @@ def calibration_points(model: str, rnd: str) -> dict[str, list[str]]:
 
 
 def calibrated_block(path: Path) -> str:
-    """The ``calibrated:`` block a scenario of scenarios/mlperf/ carries (docs/config.md)."""
+    """The ``calibrated:`` block an MLPerf-calibrated scenario carries (docs/config.md)."""
     model, rnd = _series(path)
     notes = {
         SCALE_KEY: f"secant solve of the simulated step on the measured one ({model}, {rnd}; "
@@ -271,9 +282,9 @@ def calibrated_block(path: Path) -> str:
 
 
 def write_calibrated_blocks() -> list[Path]:
-    """Write (or refresh) the ``calibrated:`` block of every scenario of scenarios/mlperf/."""
+    """Write (or refresh) the ``calibrated:`` block of every MLPerf-calibrated scenario."""
     written = []
-    for path in sorted((ROOT / "scenarios" / "mlperf").glob("*.yaml")):
+    for path in calibrated_scenarios():
         text = path.read_text()
         block = calibrated_block(path)
         found = _CALIBRATED.search(text)
@@ -334,7 +345,12 @@ def verdict(point: Point, error: float) -> str:
 
 
 def _series(path: Path) -> tuple[str, str]:
-    """(model, round) of a scenario file name such as resnet50-v1.1-pod64.yaml."""
+    """(model, round) of an MLPerf scenario: its ``# calibrated as:`` line, else its file name
+    (resnet50-v1.1-pod64.yaml)."""
+    if path.parent.name != "mlperf":
+        mark = _MARK.search(path.read_text())
+        if mark is not None:
+            return mark.group(1), mark.group(2)
     m = re.match(r"^(.*)-(v\d+\.\d+)-", path.stem)
     if m is None:
         raise ValueError(f"{path.name}: not a <model>-<round>-<system> scenario name")

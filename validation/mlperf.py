@@ -149,11 +149,8 @@ def scenarios_of(model: str, rnd: str | None = None) -> list[Path]:
     """The MLPerf scenarios of a model (and round), and any other scenario that declares it is
     calibrated as one (a ``# calibrated as: mlperf <model> <round>`` line: e.g. the sparse BERT
     scenarios built on the v2.0 configuration)."""
-    return [
-        path
-        for path in calibrated_scenarios()
-        if _series(path)[0] == model and (rnd is None or _series(path)[1] == rnd)
-    ]
+    series = {path: _series(path) for path in calibrated_scenarios()}
+    return [p for p, (m, r) in series.items() if m == model and rnd in (None, r)]
 
 
 _MARK = re.compile(r"^# calibrated as: mlperf (\S+) (v\d+\.\d+)", re.M)

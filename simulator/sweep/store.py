@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ class Store:
                 con = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if not readonly:
-                con.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(con)
                 con.execute("PRAGMA synchronous = NORMAL")
                 if not exists:
                     with _transaction(con):
@@ -254,6 +255,30 @@ class Store:
         names = ("sweep", "index", "values", "key", "status", "reason", "scenario", "result",
                  "chips", "power_W", "ipusim_version")  # fmt: skip
         return [dict(zip(names, r, strict=True)) for r in self.con.execute(query, args)]
+
+
+def _switch_to_wal(con: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the file.
+
+    Changing the journal mode upgrades a shared lock to an exclusive one, and SQLite answers
+    SQLITE_BUSY at once, without calling the busy handler, when that upgrade could deadlock
+    (another connection is committing, or the last writer is switching the file back to
+    rollback-journal mode in :meth:`Store.close`). Two sweeps opening one store saw this as
+    "database is locked" one time in a few dozen openings; the lock is held for milliseconds,
+    so waiting and asking again, up to the busy timeout, is the cure.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.002
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.05)
 
 
 class _transaction:

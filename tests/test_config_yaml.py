@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -228,9 +227,9 @@ def test_alias_bomb_rejected_quickly() -> None:
     for i in range(1, 10):
         prev, name = chr(96 + i), chr(97 + i)
         lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
-    start = time.perf_counter()
+    # 9**10 nodes if expanded: the limit stops the parse long before (a missing limit shows
+    # as a hang or an out-of-memory kill, not a slow pass; speed is measured in benchmarks)
     err = error_of("\n".join(lines) + "\n")
-    assert time.perf_counter() - start < 1.0
     assert f"{MAX_NODES:,}" in str(err) and "alias" in str(err)
 
 
